@@ -1,3 +1,55 @@
-"""greenroom: a multiplayer room server for Python on gevent, wire-compatible with Colyseus."""
+"""greenroom: a multiplayer room server for Python on gevent, wire-compatible with Colyseus.
+
+Names are imported on first use, so that ``greenroom serve`` can monkey-patch gevent before
+anything imports socket, ssl, redis or pymongo (DESIGN D6).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0.dev0"
+
+_EXPORTS = {
+    "Room": ".room",
+    "Server": ".server",
+    "Client": ".session",
+    "ClientState": ".session",
+    "RoomDefinition": ".matchmaker",
+    "SeatReservation": ".matchmaker",
+    "MatchMaker": ".matchmaker",
+    "GreenroomError": ".errors",
+    "MatchMakeError": ".errors",
+    "AuthError": ".errors",
+    "ServiceUnavailable": ".errors",
+    "CloseCode": ".protocol.codes",
+    "ErrorCode": ".protocol.codes",
+    "Dialect": ".protocol.dialect",
+    "RoomListing": ".drivers.listing",
+}
+
+__all__ = [
+    "Room", "Server", "Client", "ClientState", "RoomDefinition", "SeatReservation", "MatchMaker",
+    "GreenroomError", "MatchMakeError", "AuthError", "ServiceUnavailable", "CloseCode", "ErrorCode",
+    "Dialect", "RoomListing", "__version__",
+]
+
+if TYPE_CHECKING:
+    from .drivers.listing import RoomListing
+    from .errors import AuthError, GreenroomError, MatchMakeError, ServiceUnavailable
+    from .matchmaker import MatchMaker, RoomDefinition, SeatReservation
+    from .protocol.codes import CloseCode, ErrorCode
+    from .protocol.dialect import Dialect
+    from .room import Room
+    from .server import Server
+    from .session import Client, ClientState
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'greenroom' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,146 @@
+"""Building and reading WebSocket frames (PROTOCOL.md §3, §4.1).
+
+Server frames are built as bytes in one go; client frames are parsed into a ``ClientFrame``.
+Nothing here touches sockets or rooms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from .codes import Code
+from .dialect import Dialect
+from .msgpackr import PayloadError, unpack
+from .primitives import decode_number, decode_string, encode_number, encode_string, is_string_prefix
+
+MessageType = str | int
+
+
+class _Undefined:
+    """A message sent without payload: the client sees `undefined`, not `null`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNDEFINED"
+
+
+UNDEFINED: Any = _Undefined()
+
+_packer = msgpack.Packer(use_bin_type=True, datetime=True)
+
+
+class FrameError(ValueError):
+    """A client frame that cannot be read."""
+
+
+def pack(payload: Any) -> bytes:
+    return _packer.pack(payload)
+
+
+def encode_type(message_type: MessageType) -> bytes:
+    if isinstance(message_type, str):
+        if not message_type:
+            raise ValueError("a message type cannot be the empty string")
+        return encode_string(message_type)
+    if isinstance(message_type, int) and not isinstance(message_type, bool):
+        return encode_number(message_type)
+    raise TypeError(f"a message type is a str or an int, not {type(message_type).__name__}")
+
+
+def join_room(dialect: Dialect, token: str, serializer_id: str, handshake: bytes) -> bytes:
+    token_bytes = token.encode()
+    serializer = serializer_id.encode()
+    head = bytes([Code.JOIN_ROOM, len(token_bytes)]) + token_bytes + bytes([len(serializer)]) + serializer
+    if dialect is Dialect.V5:
+        return head + encode_number(len(handshake)) + handshake
+    return head + handshake
+
+
+def error(code: int, message: str) -> bytes:
+    return bytes([Code.ERROR]) + encode_number(int(code)) + encode_string(message)
+
+
+def room_data(message_type: MessageType, payload: Any = UNDEFINED) -> bytes:
+    frame = bytes([Code.ROOM_DATA]) + encode_type(message_type)
+    if payload is not UNDEFINED:
+        frame += pack(payload)
+    return frame
+
+
+def room_data_bytes(message_type: MessageType, data: bytes | bytearray | memoryview | list[int]) -> bytes:
+    return bytes([Code.ROOM_DATA_BYTES]) + encode_type(message_type) + bytes(data)
+
+
+def room_response(request_id: int, status: int, payload: Any = UNDEFINED) -> bytes:
+    frame = bytes([Code.ROOM_RESPONSE]) + encode_number(request_id) + bytes([status])
+    if payload is not UNDEFINED:
+        frame += pack(payload)
+    return frame
+
+
+STATE = bytes([Code.ROOM_STATE])
+PATCH = bytes([Code.ROOM_STATE_PATCH])
+LEAVE_ROOM = bytes([Code.LEAVE_ROOM])
+PING = bytes([Code.PING])
+
+
+@dataclass(slots=True)
+class ClientFrame:
+    code: int
+    type: MessageType | None = None
+    payload: Any = None
+    request_id: int | None = None
+
+
+def parse_client_frame(frame: bytes) -> ClientFrame:
+    """Read one client frame; raises FrameError (bad layout) or PayloadError (bad MessagePack)."""
+    if not frame:
+        raise FrameError("empty frame")
+    code = frame[0] & 0x1F  # 0.18 may set modifier bits 0x80/0x40 (PROTOCOL.md §3)
+    if code in (Code.JOIN_ROOM, Code.LEAVE_ROOM, Code.PING):
+        return ClientFrame(code)
+    if code == Code.ROOM_DATA:
+        message_type, pos = _read_type(frame, 1)
+        payload = unpack(memoryview(frame)[pos:]) if pos < len(frame) else None
+        return ClientFrame(code, message_type, payload)
+    if code == Code.ROOM_DATA_BYTES:
+        message_type, pos = _read_type(frame, 1)
+        return ClientFrame(code, message_type, frame[pos:])
+    if code == Code.ROOM_REQUEST:
+        request_id, pos = _read_number(frame, 1)
+        message_type, pos = _read_type(frame, pos)
+        payload = unpack(memoryview(frame)[pos:]) if pos < len(frame) else None
+        return ClientFrame(code, message_type, payload, request_id=int(request_id))
+    raise FrameError(f"unknown protocol code {frame[0]}")
+
+
+def _read_number(frame: bytes, pos: int) -> tuple[float | int, int]:
+    try:
+        return decode_number(frame, pos)
+    except (IndexError, ValueError) as exc:
+        raise FrameError(f"bad number at offset {pos}: {exc}") from None
+
+
+def _read_type(frame: bytes, pos: int) -> tuple[MessageType, int]:
+    if pos >= len(frame):
+        raise FrameError("frame ends before its message type")
+    try:
+        if is_string_prefix(frame[pos]):
+            return decode_string(frame, pos)
+        value, end = decode_number(frame, pos)
+    except (IndexError, ValueError, UnicodeDecodeError) as exc:
+        raise FrameError(f"bad message type: {exc}") from None
+    if value != int(value):
+        raise FrameError(f"message type {value} is not an integer")
+    return int(value), end
+
+
+__all__ = [
+    "UNDEFINED", "ClientFrame", "FrameError", "PayloadError", "MessageType",
+    "parse_client_frame", "join_room", "error", "room_data", "room_data_bytes", "room_response",
+    "encode_type", "pack", "STATE", "PATCH", "LEAVE_ROOM", "PING",
+]

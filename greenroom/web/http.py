@@ -1,0 +1,123 @@
+"""The matchmaking HTTP API (PROTOCOL.md §2): POST /matchmake/{method}/{name or roomId}.
+
+Errors are always non-2xx with ``{"code", "error"}`` (a 200 error body breaks the 0.17/0.18
+clients); the status is the error code itself, as the 0.18 reference does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+from ..errors import GreenroomError
+from ..matchmaker import MatchMaker
+from ..protocol.codes import ErrorCode
+
+log = logging.getLogger("greenroom.http")
+
+MAX_BODY = 64 * 1024
+
+CORS_HEADERS = [
+    ("Access-Control-Allow-Credentials", "true"),
+    ("Access-Control-Allow-Headers", "Origin, X-Requested-With, Content-Type, Accept, Authorization"),
+    ("Access-Control-Allow-Methods", "GET,HEAD,PUT,PATCH,POST,DELETE"),
+    ("Access-Control-Max-Age", "2592000"),
+]
+
+_REASONS = {
+    520: "Matchmaking Error", 521: "Invalid Criteria", 522: "Invalid Room Id", 523: "Unhandled",
+    524: "Expired", 525: "Auth Failed", 526: "Application Error",
+}
+
+Response = tuple[str, list[tuple[str, str]], bytes]
+
+
+def status_line(code: int) -> str:
+    try:
+        return f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"{code} {_REASONS.get(code, 'Error')}"
+
+
+def cors_headers(environ: dict[str, Any]) -> list[tuple[str, str]]:
+    # Credentialed requests reject "*": echo the Origin, as the 0.18 reference does.
+    origin = environ.get("HTTP_ORIGIN") or "*"
+    headers = [("Access-Control-Allow-Origin", origin), *CORS_HEADERS]
+    if origin != "*":
+        headers.append(("Vary", "Origin"))
+    return headers
+
+
+def json_response(environ: dict[str, Any], code: int, body: Any) -> Response:
+    data = json.dumps(body, separators=(",", ":")).encode()
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data))),
+               *cors_headers(environ)]
+    return status_line(code), headers, data
+
+
+def error_response(environ: dict[str, Any], code: int, message: str) -> Response:
+    return json_response(environ, code, {"code": code, "error": message})
+
+
+def preflight(environ: dict[str, Any]) -> Response:
+    return status_line(204), [("Content-Length", "0"), *cors_headers(environ)], b""
+
+
+class MatchmakeRoute:
+    """Turns one HTTP request into one matchmaker call."""
+
+    def __init__(self, matchmaker: MatchMaker) -> None:
+        self.matchmaker = matchmaker
+        self.methods: dict[str, Callable[[str, dict[str, Any]], Any]] = {
+            "joinOrCreate": matchmaker.join_or_create,
+            "create": matchmaker.create,
+            "join": matchmaker.join,
+            "joinById": matchmaker.join_by_id,
+            "reconnect": lambda room_id, body: matchmaker.reconnect(room_id, body.get("reconnectionToken")),
+        }
+
+    def __call__(self, environ: dict[str, Any], method: str, target: str) -> Response:
+        if environ["REQUEST_METHOD"] != "POST":
+            return error_response(environ, 405, "matchmaking requests must be POST")
+        handler = self.methods.get(method)
+        if handler is None:
+            return self._fail(environ, method, target, ErrorCode.MATCHMAKE_NO_HANDLER,
+                              f'invalid method "{method}"')
+        body = self._read_json(environ)
+        if isinstance(body, tuple):
+            return self._fail(environ, method, target, *body)
+        try:
+            seat = handler(target, body)
+        except GreenroomError as exc:
+            return self._fail(environ, method, target, exc.code, exc.message)
+        except Exception:
+            log.exception("matchmake %s/%s: unhandled error", method, target)
+            return error_response(environ, ErrorCode.MATCHMAKE_UNHANDLED, "internal matchmaking error")
+        return json_response(environ, 200, seat.to_json())
+
+    def _fail(self, environ: dict[str, Any], method: str, target: str, code: int, message: str) -> Response:
+        log.info("matchmake %s/%s from %s -> %d %s", method, target,
+                 environ.get("REMOTE_ADDR", "?"), code, message)
+        return error_response(environ, code, message)
+
+    @staticmethod
+    def _read_json(environ: dict[str, Any]) -> dict[str, Any] | tuple[int, str]:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return 400, "malformed request body"
+        if length > MAX_BODY:
+            return 413, f"request body over {MAX_BODY} bytes"
+        raw = environ["wsgi.input"].read(length) if length else b""
+        if not raw.strip():
+            return {}
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return 400, "malformed request body"
+        if not isinstance(body, dict):
+            return 400, "join options must be a JSON object"
+        return body
