@@ -6,6 +6,7 @@ Nothing here touches sockets or rooms.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,7 +122,7 @@ def parse_client_frame(frame: bytes) -> ClientFrame:
 def _read_number(frame: bytes, pos: int) -> tuple[float | int, int]:
     try:
         return decode_number(frame, pos)
-    except (IndexError, ValueError) as exc:
+    except (IndexError, ValueError, struct.error) as exc:
         raise FrameError(f"bad number at offset {pos}: {exc}") from None
 
 
@@ -132,7 +133,7 @@ def _read_type(frame: bytes, pos: int) -> tuple[MessageType, int]:
         if is_string_prefix(frame[pos]):
             return decode_string(frame, pos)
         value, end = decode_number(frame, pos)
-    except (IndexError, ValueError, UnicodeDecodeError) as exc:
+    except (IndexError, ValueError, struct.error, UnicodeDecodeError) as exc:
         raise FrameError(f"bad message type: {exc}") from None
     if value != int(value):
         raise FrameError(f"message type {value} is not an integer")

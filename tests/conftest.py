@@ -1,0 +1,64 @@
+"""Test set-up: gevent is patched before anything else is imported (DESIGN D6)."""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import importlib.util  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "examples")
+JS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js")
+
+
+def load_example(name: str):
+    """Import examples/<name>.py as a fresh module (each test gets its own Server)."""
+    path = os.path.join(EXAMPLES, f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"example_{name}_{os.urandom(4).hex()}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class RunningServer:
+    def __init__(self, server, wsgi_server):
+        self.server = server
+        self.wsgi_server = wsgi_server
+        self.port = wsgi_server.server_port
+        self.endpoint = f"ws://127.0.0.1:{self.port}"
+        self.http = f"http://127.0.0.1:{self.port}"
+
+    @property
+    def matchmaker(self):
+        return self.server.matchmaker
+
+    def stop(self):
+        self.server.shutdown(timeout=5)
+
+
+@pytest.fixture
+def serve():
+    """serve(server) -> RunningServer listening on 127.0.0.1, stopped after the test."""
+    started = []
+
+    def start(server):
+        running = RunningServer(server, server.listen("127.0.0.1", 0))
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def echo_server(serve):
+    return serve(load_example("echo").server)
+
+
+def pytest_configure(config):
+    sys.path.insert(0, ROOT)

@@ -1,0 +1,53 @@
+"""Client payloads: msgpackr records as the official SDKs write them (PROTOCOL.md §3.1)."""
+
+import msgpack
+import pytest
+
+from greenroom.protocol.msgpackr import PayloadError, unpack
+
+# Bytes written by @colyseus/sdk's Packr (PROTOCOL.md §3.1 and the captures).
+SDK_VECTORS = [
+    ("d4724092a178a1790acb4034800000000000", {"x": 10, "y": 20.5}),
+    ("d4724090", {}),
+    ("92d4724092a178a1790102400304", [{"x": 1, "y": 2}, {"x": 3, "y": 4}]),
+    ("d4724092a161a1620203", {"a": 2, "b": 3}),
+    ("d40000", None),
+    ("ac6e756d657269632074797065", "numeric type"),
+    ("cc40", 64),
+]
+
+
+@pytest.mark.parametrize("hexdata,expected", SDK_VECTORS)
+def test_sdk_vectors(hexdata, expected):
+    assert unpack(bytes.fromhex(hexdata)) == expected
+
+
+def test_record_redefinition_overwrites_the_old_keys():
+    # id 0x40 defined as [a], then redefined as [b, c]: the second object must use the new keys
+    data = bytes.fromhex("92" + "d4724091a16101" + "d4724092a162a1630203")
+    assert unpack(data) == [{"a": 1}, {"b": 2, "c": 3}]
+
+
+def test_nested_records_and_references():
+    data = bytes.fromhex("d4724092a170a171" + "d4724191a17a01" + "41" + "02")
+    assert unpack(data) == {"p": {"z": 1}, "q": {"z": 2}}
+
+
+def test_plain_msgpack_takes_the_same_path():
+    value = {"list": [1, 2, 3], "bin": b"\x00\x01", "neg": -5, "f": 1.5, "64": 64, "s": "x" * 40}
+    assert unpack(msgpack.packb(value, use_bin_type=True)) == value
+
+
+def test_bare_record_id_without_definition_is_a_fixint():
+    assert unpack(bytes.fromhex("9240cc41")) == [64, 65]
+
+
+@pytest.mark.parametrize("hexdata", ["d4724093a178", "c1", "92", "d4724001", "a5616263", "dc"])
+def test_malformed_payloads_raise_payload_error(hexdata):
+    with pytest.raises(PayloadError):
+        unpack(bytes.fromhex(hexdata))
+
+
+def test_depth_limit():
+    with pytest.raises(PayloadError, match="deeper"):
+        unpack(bytes.fromhex("d4724091a161" + "91" * 100 + "c0"))
