@@ -537,23 +537,33 @@ class WebSocket:
 
     # ------------------------------------------------------------------ closing
 
+    def send_close(self, code: int | None = 1000, reason: str = "") -> None:
+        """Start the closing handshake without waiting: for when another greenlet reads the
+        socket and will receive the peer's answer (``recv`` then raises ConnectionClosed)."""
+        if self._close_sent or self._closed is not None:
+            return
+        payload = _close_payload(code, reason)
+        try:
+            self.send_frame(OP_CLOSE, payload)
+        finally:
+            self._close_sent = True
+
     def close(self, code: int | None = 1000, reason: str = "", timeout: float | None = 5.0) -> tuple[int, str]:
         """Run the closing handshake and return the peer's ``(code, reason)``.
 
         ``code=None`` sends a close frame without a status (the server sees 1005), like a
-        browser's ``ws.close()``. If another greenlet is reading, it receives the peer's close
-        frame and this call waits for it; otherwise this call reads (discarding data messages).
-        Gives up after ``timeout`` and drops the connection, returning 1006.
+        browser's ``ws.close()``. If another greenlet is blocked in :meth:`recv`, it receives
+        the peer's close frame and this call waits for it; otherwise this call reads
+        (discarding data messages). A greenlet that reads in a loop should be told to stop
+        with :meth:`send_close` instead, so that two readers never race. Gives up after
+        ``timeout`` and drops the connection, returning 1006.
         """
         if self._closed is not None:
             return self._closed.code, self._closed.reason
-        if not self._close_sent:
-            payload = _close_payload(code, reason)
-            try:
-                self.send_frame(OP_CLOSE, payload)
-            except ConnectionClosed:
-                pass
-            self._close_sent = True
+        try:
+            self.send_close(code, reason)
+        except ConnectionClosed:
+            pass
         if self._reading:
             self._done.wait(timeout)
         else:

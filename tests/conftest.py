@@ -62,3 +62,35 @@ def echo_server(serve):
 
 def pytest_configure(config):
     sys.path.insert(0, ROOT)
+
+
+@pytest.fixture(scope="session")
+def node_modules():
+    """The official JS clients of tests/js, installed from its lock file on first use."""
+    import shutil
+    import subprocess
+
+    if shutil.which("node") is None:
+        pytest.fail("Node.js is required for the protocol tests (node not on PATH)")
+    if not os.path.isdir(os.path.join(JS_DIR, "node_modules", "sdk17")):
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+                       cwd=JS_DIR, check=True, timeout=300)
+    return JS_DIR
+
+
+@pytest.fixture
+def run_js(node_modules):
+    """run_js(script, *args) -> the JSON object the script printed on stdout."""
+    import json
+    import subprocess
+
+    def run(script, *args, timeout=60):
+        proc = subprocess.run(["node", os.path.join(node_modules, script), *map(str, args)],
+                              cwd=node_modules, capture_output=True, text=True, timeout=timeout)
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+        if not lines:
+            raise AssertionError(f"{script} printed no JSON (exit {proc.returncode}):\n"
+                                 f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        return json.loads(lines[-1])
+
+    return run
