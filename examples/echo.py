@@ -16,6 +16,8 @@ class EchoRoom(Room):
         self.on_message(7, lambda client, message: client.send(7, message))
         self.on_message("bytes", lambda client, message: client.send_bytes("bytes", [1, 2, 3]))
         self.on_message("kick", lambda client, message: client.leave(4123, "kicked by request"))
+        self.on_message("drop", lambda client, message: client.terminate())  # a network failure
+        self.on_message("add", lambda client, message: message["a"] + message["b"])  # request (sdk 0.18)
         self.on_message("*", self.on_unknown)
 
     def on_unknown(self, client, message_type, message):
@@ -28,6 +30,10 @@ class EchoRoom(Room):
 
     def on_join(self, client, options, auth):
         client.send("welcome", {"sessionId": client.session_id, "n": len(self.clients)})
+
+    def on_drop(self, client, code):
+        # Hold the seat of a client that lost its connection; on_leave follows if it doesn't return.
+        self.allow_reconnection(client, 20)
 
 
 server = Server()

@@ -112,6 +112,7 @@ class Room:
         self._state: Any = None
         self._serializer: Serializer = NoneSerializer()
         self._handlers: dict[Any, MessageHandler] = {}
+        self._byte_handlers: dict[Any, MessageHandler] = {}
         self._reserved: dict[str, Reservation] = {}
         self._reconnections: dict[str, _Reconnection] = {}
         self._locked_manually = False
@@ -178,6 +179,16 @@ class Room:
             return lambda fn: self.on_message(message_type, fn)
         frames.encode_type(message_type) if message_type != "*" else None  # validates the type
         self._handlers[message_type] = handler
+        return handler
+
+    def on_bytes(self, message_type: str | int, handler: MessageHandler | None = None) -> Any:
+        """Register ``handler(client, data)`` for raw-bytes messages (``room.sendBytes`` on the
+        client). As in Colyseus 0.17+, these are kept apart from ``on_message`` handlers: a
+        bytes message with no ``on_bytes`` handler goes to the ``"*"`` handler."""
+        if handler is None:
+            return lambda fn: self.on_bytes(message_type, fn)
+        frames.encode_type(message_type)
+        self._byte_handlers[message_type] = handler
         return handler
 
     def broadcast(self, message_type: str | int, message: Any = frames.UNDEFINED, *,
@@ -480,7 +491,8 @@ class Room:
     def _message(self, client: Client, frame: frames.ClientFrame) -> None:
         if client.state in (ClientState.LEFT, ClientState.RECONNECTING):
             return
-        handler = self._handlers.get(frame.type)
+        handlers = self._byte_handlers if frame.code == Code.ROOM_DATA_BYTES else self._handlers
+        handler = handlers.get(frame.type)
         if handler is not None:
             args: tuple[Any, ...] = (client, frame.payload)
         elif "*" in self._handlers:
@@ -521,7 +533,7 @@ class Room:
         if client.state in (ClientState.LEFT, ClientState.RECONNECTING) or client not in self.clients:
             return
         consented = code == CloseCode.CONSENTED
-        if not consented and client.state is ClientState.JOINED and not self._disposing:
+        if not consented and client.state is ClientState.JOINED and not (self._disposing or self._closing):
             self._run_handler("on_drop", self.on_drop, client, code, client=client)
             if client.state is ClientState.RECONNECTING:
                 self.clients.remove(client)

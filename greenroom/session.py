@@ -24,6 +24,7 @@ class Transport(Protocol):
 
     def send(self, data: bytes) -> None: ...
     def close(self, code: int, reason: str = "") -> None: ...
+    def terminate(self) -> None: ...
 
 
 class ClientState(Enum):
@@ -97,6 +98,12 @@ class Client:
                 transport.close(code, reason)
             except Exception as exc:  # noqa: BLE001
                 log.debug("close of %s failed: %s", self.session_id, exc)
+
+    def terminate(self) -> None:
+        """Cut the connection without a close handshake, as a network failure would."""
+        transport = self.transport
+        if transport is not None:
+            transport.terminate()
 
     def flush_queued(self) -> None:
         while self._queued:

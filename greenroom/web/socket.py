@@ -21,14 +21,9 @@ from ..protocol.dialect import Dialect
 from ..protocol.msgpackr import PayloadError
 from ..session import Client
 from .request import RequestInfo
+from .wsfixes import MessageTooBig
 
 log = logging.getLogger("greenroom.socket")
-
-try:
-    from .wsfixes import MessageTooBig
-except ImportError:  # pragma: no cover - wsfixes ships with greenroom
-    class MessageTooBig(WebSocketError):  # type: ignore[no-redef]
-        pass
 
 # A bare-path socket (``client.getLatency()`` in sdk 0.18) is closed after this long without a ping.
 PING_SOCKET_IDLE = 1.0
@@ -47,6 +42,9 @@ class WebSocketTransport:
 
     def close(self, code: int, reason: str = "") -> None:
         self.ws.close(code, reason)
+
+    def terminate(self) -> None:
+        self.ws._abort()
 
 
 def serve_ping_socket(ws: Any) -> None:
@@ -75,10 +73,7 @@ def serve_room_socket(matchmaker: MatchMaker, environ: dict[str, Any], ws: Any, 
                 "reconnection token invalid or expired." if token else "seat reservation expired.",
                 CloseCode.FAILED_TO_RECONNECT if token else CloseCode.WITH_ERROR)
         return
-    try:
-        ws.max_message_size = room.max_message_size
-    except AttributeError:  # an unpatched gevent-websocket WebSocket (slots): no limit to set
-        log.warning("gevent-websocket is not patched by greenroom.web.wsfixes: no message size limit")
+    ws.max_message_size = room.max_message_size
     try:
         client = room._inbox.call(room._join, client, token, skip_handshake)
     except GreenroomError as exc:
@@ -98,7 +93,7 @@ def _refuse(client: Client, room_id: str, code: int, message: str, close_code: i
     log.info("socket for room %s session %s refused: %d %s", room_id, client.session_id or "-",
              code, message)
     client.error(code, message)
-    client.close(close_code, message)
+    client.close(close_code)  # the reason travelled in the ERROR frame, as with Colyseus
 
 
 def _read_loop(room: Any, client: Client, ws: Any) -> int:
@@ -111,8 +106,10 @@ def _read_loop(room: Any, client: Client, ws: Any) -> int:
             log.warning("room %s client %s: %s; closed with 1009", room.room_id, client.session_id, exc)
             return CloseCode.MESSAGE_TOO_BIG
         except (WebSocketError, OSError) as exc:
-            log.debug("room %s client %s: socket error %s", room.room_id, client.session_id, exc)
-            return 1006
+            code = getattr(exc, "code", None) or getattr(ws, "close_code", None) or 1006
+            log.info("room %s client %s: connection ended by %s (%d)", room.room_id,
+                     client.session_id, exc.__class__.__name__, code)
+            return code
         if data is None:
             return getattr(ws, "close_code", None) or 1005
         if not data:

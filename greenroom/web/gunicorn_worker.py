@@ -1,0 +1,36 @@
+"""gunicorn worker: gunicorn's gevent pywsgi worker serving WebSockets through the fixed Handler.
+
+    gunicorn -k greenroom.web.gunicorn_worker.GeventWebSocketWorker app:application
+
+Replaces ``geventwebsocket.gunicorn.workers.GeventWebSocketWorker``, which uses the unfixed handler
+and loses gunicorn's access log (it swaps gunicorn's handler for gevent-websocket's).
+"""
+
+from __future__ import annotations
+
+from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
+
+from greenroom.web.wsfixes import Handler, apply
+
+__all__ = ["GeventWebSocketWorker", "GunicornHandler"]
+
+
+class GunicornHandler(Handler, PyWSGIHandler):
+    """Handler + gunicorn's environ additions (``gunicorn.sock``, ``RAW_URI``) and access log.
+
+    A WebSocket appears in the access log when it ends, as a 101 with its duration.
+    """
+
+    log_request = PyWSGIHandler.log_request
+
+
+class GeventWebSocketWorker(GeventPyWSGIWorker):
+    """gunicorn's gevent worker with our Handler. gunicorn's ``patch()`` monkey-patches and wraps
+    the inherited sockets; the fixes are applied right after it (DESIGN D6), before the app is
+    loaded, so that nothing built by the app sees unpatched classes."""
+
+    wsgi_handler = GunicornHandler
+
+    def patch(self) -> None:
+        super().patch()
+        apply()

@@ -1,0 +1,102 @@
+"""``greenroom serve`` as an operator runs it: a real process, real signals."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+
+import gevent
+import pytest
+from conftest import EXAMPLES, ROOT
+
+from greenroom.client import Client, MatchMakeError
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def greenroom_command():
+    exe = shutil.which("greenroom")
+    return [exe] if exe else [sys.executable, "-m", "greenroom.cli"]
+
+
+def wait_until_listening(proc, deadline=20.0):
+    """Read the server's log until it says it is listening (its own readiness signal)."""
+    seen = []
+    with gevent.Timeout(deadline, AssertionError(f"server did not start listening: {seen}")):
+        for line in proc.stderr:
+            seen.append(line)
+            if "listening on" in line:
+                return
+    raise AssertionError(f"server exited early with {proc.wait()}: {''.join(seen)}")
+
+
+@pytest.fixture
+def serve_process():
+    procs = []
+
+    def start(target, *extra):
+        port = free_port()
+        proc = subprocess.Popen(
+            [*greenroom_command(), "serve", target, "--bind", f"127.0.0.1:{port}", *extra],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        procs.append(proc)
+        wait_until_listening(proc)
+        return proc, port
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+def test_serve_file_target_and_sigterm_closes_clients_with_4001(serve_process):
+    proc, port = serve_process(os.path.join("examples", "echo.py") + ":server")
+    client = Client(f"ws://127.0.0.1:{port}")
+    rooms = [client.join_or_create("echo", {"name": f"p{i}"}) for i in range(6)]
+    assert len({r.room_id for r in rooms}) == 2
+    proc.send_signal(signal.SIGTERM)
+    for room in rooms:
+        assert room.wait_closed(15)[0] == 4001
+    assert proc.wait(20) == 0
+    assert "shutting down gracefully" in proc.stderr.read()
+
+
+def test_serve_module_target(serve_process):
+    env_path = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = EXAMPLES + (os.pathsep + env_path if env_path else "")
+    try:
+        proc, port = serve_process("chat:server")
+    finally:
+        os.environ["PYTHONPATH"] = env_path
+    client = Client(f"ws://127.0.0.1:{port}")
+    ada = client.join_or_create("chat", {"name": "ada"})
+    assert ada.wait_for_message("history") == []
+    bob = client.join_or_create("chat", {"name": "bob"})
+    assert ada.wait_for_message("joined") == "bob"
+    bob.send("say", "hi")
+    assert ada.wait_for_message("said") == {"from": "bob", "text": "hi"}
+    with pytest.raises(MatchMakeError) as err:
+        client.join_or_create("chat", {})
+    assert err.value.code == 526 and "name is required" in err.value.message
+    assert client.join_or_create("chat", {"name": "eve", "channel": "other"}).room_id != ada.room_id
+
+
+@pytest.mark.parametrize("target,message", [
+    ("examples/missing.py:server", "no such file"),
+    ("examples/echo.py:nothing", "has no attribute 'nothing'"),
+    ("examples/echo.py:EchoRoom", "not a greenroom.Server"),
+    ("no_such_module_xyz:server", "cannot import"),
+])
+def test_bad_targets_exit_2_with_a_clear_message(target, message):
+    proc = subprocess.run([*greenroom_command(), "serve", target, "--bind", "127.0.0.1:0"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert message in proc.stderr

@@ -1,0 +1,70 @@
+"""The official Colyseus clients, unmodified, against greenroom (PROTOCOL.md; tests/js/README.md).
+
+Each scenario's observations are compared with what the same script saw against the real
+Colyseus servers (tests/js/expected/), step by step.
+"""
+
+import json
+import os
+
+import pytest
+from conftest import JS_DIR, load_example
+
+# Fields that describe the room state; the echo example carries no state until the schema
+# serializer lands, so they are compared only when both sides have a state.
+STATE_KEYS = {"state", "stateReceived", "serializerId", "eventOrder"}
+
+V3_CLIENTS = [("colyseusjs", "colyseusjs-ref017.json"), ("sdk17", "sdk17-ref017.json")]
+
+
+def expected(name):
+    with open(os.path.join(JS_DIR, "expected", name)) as f:
+        return json.load(f)
+
+
+def strip_state(value):
+    if isinstance(value, dict):
+        return {k: strip_state(v) for k, v in value.items() if k not in STATE_KEYS}
+    if isinstance(value, list):
+        return [strip_state(v) for v in value]
+    return value
+
+
+def compare_steps(ours, reference, stateful):
+    mismatches = {}
+    for step, ref in reference["steps"].items():
+        got = ours["steps"].get(step)
+        if not stateful and step == "state":
+            continue
+        a, b = (got, ref) if stateful else (strip_state(got), strip_state(ref))
+        if a != b:
+            mismatches[step] = {"greenroom": a, "colyseus": b}
+    return mismatches
+
+
+@pytest.fixture
+def echo_v3(serve):
+    server = load_example("echo").server
+    return serve(server), server
+
+
+@pytest.mark.parametrize("client,reference", V3_CLIENTS)
+def test_scenario_matches_the_reference_server(echo_v3, run_js, client, reference):
+    running, server = echo_v3
+    ours = run_js("scenario.mjs", "--client", client, "--endpoint", running.endpoint, timeout=90)
+    assert "error" not in ours, ours
+    ref = expected(reference)
+    stateful = ours["steps"]["join"].get("serializerId") == "schema"
+    assert compare_steps(ours, ref, stateful) == {}
+    assert ours["warnings"] == ref["warnings"]
+
+
+@pytest.mark.parametrize("client", ["colyseusjs", "sdk17"])
+def test_100_concurrent_official_clients_make_exactly_25_rooms(echo_v3, run_js, client):
+    running, _ = echo_v3
+    result = run_js("concurrent.mjs", "--client", client, "--endpoint", running.endpoint,
+                    "--n", 100, timeout=90)
+    assert result["errors"] == []
+    assert result["ok"] == 100
+    assert result["roomCount"] == 25
+    assert set(result["rooms"].values()) == {4}
