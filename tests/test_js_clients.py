@@ -68,3 +68,43 @@ def test_100_concurrent_official_clients_make_exactly_25_rooms(echo_v3, run_js, 
     assert result["ok"] == 100
     assert result["roomCount"] == 25
     assert set(result["rooms"].values()) == {4}
+
+
+def read_stats(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def test_official_load_tester_runs_bots_against_greenroom(echo_v3, node_modules, tmp_path):
+    """@colyseus/loadtest 0.17.8 with 8 bots: all join 2 rooms, every echo comes back."""
+    import subprocess
+
+    import gevent
+
+    running, _ = echo_v3
+    stats_file = tmp_path / "stats.json"
+    proc = subprocess.Popen(
+        ["node", os.path.join(node_modules, "loadtest_bot.mjs"), "--endpoint", running.endpoint,
+         "--room", "echo", "--numClients", "8", "--output", str(tmp_path / "run.log"),
+         "--stats", str(stats_file)],
+        cwd=node_modules, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        # The bot writes its counters every second: wait (bounded) until every bot joined and echoed.
+        with gevent.Timeout(30, AssertionError(f"bots did not all join and echo: {read_stats(stats_file)}")):
+            while True:
+                stats = read_stats(stats_file)
+                if stats and stats["joined"] == 8 and stats["echoReceived"] >= 16:
+                    break
+                gevent.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    stats = read_stats(stats_file)
+    assert stats["joinFailed"] == 0 and stats["roomErrors"] == []
+    assert stats["echoMismatched"] == 0
+    assert sorted(stats["rooms"].values()) == [4, 4]
+    assert stats["serializerIds"] == {"none": 8}
+    assert "Successful connections" in (tmp_path / "run.log").read_text()
