@@ -37,3 +37,4 @@ class ChatRoom(Room):
 
 server = Server()
 server.define("chat", ChatRoom).filter_by("channel")
+application = server.wsgi_app  # for gunicorn: gunicorn -k greenroom.web.gunicorn_worker.GeventWebSocketWorker

@@ -38,3 +38,4 @@ class EchoRoom(Room):
 
 server = Server()
 server.define("echo", EchoRoom)
+application = server.wsgi_app  # for gunicorn: gunicorn -k greenroom.web.gunicorn_worker.GeventWebSocketWorker

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,16 @@ from .room import Room
 from .web.app import GreenroomApp, WSGIApp
 
 log = logging.getLogger("greenroom.server")
+
+# Every Server of this process, so a host (a gunicorn worker) can shut them down on its way out.
+_servers: weakref.WeakSet[Server] = weakref.WeakSet()
+
+
+def shutdown_all(timeout: float = 10.0) -> None:
+    """Gracefully shut down every Server of this process (see ``Server.shutdown``)."""
+    servers = list(_servers)
+    greenlets = [gevent.spawn(server.shutdown, timeout) for server in servers]
+    gevent.joinall(greenlets, timeout=timeout + 1)
 
 
 def _default_presence() -> Any:
@@ -57,6 +68,8 @@ class Server:
             health=self.health)
         self._stopped = Event()
         self._wsgi_server: Any = None
+        self._shut_down = False
+        _servers.add(self)
 
     @property
     def process_id(self) -> str:
@@ -116,6 +129,9 @@ class Server:
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Lock rooms, run their on_before_shutdown (4001 to clients), wait, close the listener."""
+        if self._shut_down:
+            return
+        self._shut_down = True
         self.matchmaker.shutdown(timeout)
         if self._wsgi_server is not None:
             self._wsgi_server.stop(timeout=1)

@@ -100,3 +100,34 @@ def test_bad_targets_exit_2_with_a_clear_message(target, message):
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert message in proc.stderr
+
+
+def test_gunicorn_worker_serves_rooms_and_sigterm_closes_clients_with_4001():
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "1", "-k",
+         "greenroom.web.gunicorn_worker.GeventWebSocketWorker", "--bind", f"127.0.0.1:{port}",
+         "--no-control-socket", "--graceful-timeout", "10", "--chdir", EXAMPLES, "echo:application"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with gevent.Timeout(30, AssertionError("gunicorn worker did not boot")):
+            for line in proc.stderr:
+                if "Booting worker" in line:
+                    break
+        client = Client(f"ws://127.0.0.1:{port}")
+        room = None
+        with gevent.Timeout(20, AssertionError("gunicorn worker never answered")):
+            while room is None:  # the worker boots its app after the log line
+                try:
+                    room = client.join_or_create("echo", {"name": "g"}, timeout=5)
+                except OSError:
+                    gevent.sleep(0.1)
+        room.send("echo", "through gunicorn")
+        assert room.wait_for_message("echo") == "through gunicorn"
+        proc.send_signal(signal.SIGTERM)
+        assert room.wait_closed(15)[0] == 4001
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

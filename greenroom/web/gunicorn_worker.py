@@ -8,6 +8,9 @@ and loses gunicorn's access log (it swaps gunicorn's handler for gevent-websocke
 
 from __future__ import annotations
 
+from typing import Any
+
+import gevent
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
 from greenroom.web.wsfixes import Handler, apply
@@ -34,3 +37,11 @@ class GeventWebSocketWorker(GeventPyWSGIWorker):
     def patch(self) -> None:
         super().patch()
         apply()
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """Graceful stop (SIGTERM): rooms close their clients with 4001 while gunicorn stops
+        accepting, instead of the sockets dying at the end of the graceful timeout."""
+        from greenroom.server import shutdown_all
+
+        gevent.spawn(shutdown_all, max(self.cfg.graceful_timeout - 1, 1))
+        super().handle_exit(sig, frame)
