@@ -9,6 +9,17 @@ import os  # noqa: E402
 import sys  # noqa: E402
 
 import pytest  # noqa: E402
+from servers import (  # noqa: E402,F401 - real Redis and MongoDB-protocol servers (DESIGN D9)
+    driver,
+    mongo_driver,
+    mongo_server,
+    mongo_uri,
+    presence,
+    redis_driver,
+    redis_presence,
+    redis_server,
+    redis_url,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")

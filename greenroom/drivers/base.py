@@ -17,6 +17,10 @@ from .listing import RoomListing
 SortSpec = Sequence[tuple[str, int]]
 
 
+class DriverUnavailable(RuntimeError):
+    """The listing store cannot be reached; the server answers 503 rather than guessing."""
+
+
 class Driver(ABC):
     @abstractmethod
     def register(self, listing: RoomListing) -> None:
@@ -51,6 +55,15 @@ class Driver(ABC):
     def find_one(self, name: str | None = None, **kwargs: Any) -> RoomListing | None:
         found = self.query(name, limit=1, **kwargs)
         return found[0] if found else None
+
+    def renew(self, process_id: str, ttl: float) -> int:
+        """Extend the lease of every listing of ``process_id`` to now + ``ttl`` seconds.
+
+        Called by the owner's heartbeat, so a listing outlives a short stall but not its owner.
+        Returns how many listings were renewed: fewer than the owner holds means some were
+        reaped meanwhile and should be registered again.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support leases")
 
     @abstractmethod
     def cleanup(self, process_id: str) -> int:
