@@ -1,0 +1,190 @@
+"""Schema encoding cost: greenroom vs @colyseus/schema 5, same state and mutations, same run.
+
+A room with PLAYERS players (name, x, y) where MOVING of them move every tick (the patch loop
+runs every 50 ms per room, so this is the per-room budget that matters). Reports µs per patch
+encode, bytes per patch, the full-state encode, and the ratio to Node. It is a benchmark, not a
+test: run it by hand.
+
+    python benchmarks/schema_encode.py [--players 1000] [--moving 100] [--ticks 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from greenroom.schema import (  # noqa: E402
+    ChangeTracker,
+    Schema,
+    SchemaSerializer,
+    StateView,
+    encode_all,
+    encode_patch,
+    field,
+)
+
+
+class Player(Schema):
+    name = field("string", default="")
+    x = field("number", default=0)
+    y = field("number", default=0)
+
+
+class State(Schema):
+    tick = field("uint16", default=0)
+    players = field({"map": Player})
+
+
+def run_python(players: int, moving: int, ticks: int, warmup: int) -> dict:
+    state = State()
+    for i in range(players):
+        state.players[f"p{i}"] = Player(name=f"player{i}", x=i % 500, y=(i * 7) % 300)
+    tracker = ChangeTracker(state)
+    tracker.discard_changes()
+    keys = [f"p{i}" for i in range(players)]
+    table = state.players
+
+    reps = 200
+    for _ in range(20):
+        encode_all(tracker)
+    start = time.perf_counter_ns()
+    for _ in range(reps):
+        full = encode_all(tracker)
+    full_us = (time.perf_counter_ns() - start) / 1000 / reps
+
+    def mutate(tick: int) -> None:
+        state.tick = tick % 65536
+        for k in range(moving):
+            p = table[keys[(tick * 37 + k * 10) % players]]
+            p.x = (tick * 3 + k) % 500 + 0.5
+            p.y = ((tick + k) % 300) * 2
+
+    encode_us: list[float] = []
+    mutate_us: list[float] = []
+    total_bytes = 0
+    sample = ""
+    gc.disable()
+    try:
+        for tick in range(1, warmup + ticks + 1):
+            m0 = time.perf_counter_ns()
+            mutate(tick)
+            e0 = time.perf_counter_ns()
+            patch = encode_patch(tracker)
+            e1 = time.perf_counter_ns()
+            if tick == warmup + 1:
+                sample = patch.hex()
+            if tick > warmup:
+                mutate_us.append((e0 - m0) / 1000)
+                encode_us.append((e1 - e0) / 1000)
+                total_bytes += len(patch)
+    finally:
+        gc.enable()
+    return {"patch_us": statistics.median(encode_us), "patch_mean_us": statistics.fmean(encode_us),
+            "mutate_us": statistics.median(mutate_us),
+            "patch_bytes": total_bytes / ticks, "full_us": full_us, "full_bytes": len(full),
+            "sample_patch": sample}
+
+
+class SecretPlayer(Schema):
+    name = field("string", default="")
+    x = field("number", default=0)
+    y = field("number", default=0)
+    secret = field("string", view=True)
+
+
+class SecretState(Schema):
+    tick = field("uint16", default=0)
+    players = field({"map": SecretPlayer})
+
+
+class _Client:
+    def __init__(self, view: StateView) -> None:
+        self.view = view
+        self.dialect = "v5"
+
+
+def run_views(players: int, moving: int, ticks: int, warmup: int, clients: int) -> float:
+    """Median µs of one encode_patches() for ``clients`` clients, each seeing its player's secret."""
+    state = SecretState()
+    for i in range(players):
+        state.players[f"p{i}"] = SecretPlayer(name=f"player{i}", x=i % 500, secret="s")
+    serializer = SchemaSerializer(state)
+    audience = [_Client(StateView().add(state.players[f"p{i}"])) for i in range(clients)]
+    for client in audience:
+        serializer.full_state(client)
+    keys = [f"p{i}" for i in range(players)]
+    samples = []
+    for tick in range(1, warmup + ticks + 1):
+        state.tick = tick % 65536
+        for k in range(moving):
+            p = state.players[keys[(tick * 37 + k * 10) % players]]
+            p.x = (tick * 3 + k) % 500 + 0.5
+            p.y = ((tick + k) % 300) * 2
+        state.players[keys[tick % clients]].secret = f"secret {tick}"
+        start = time.perf_counter_ns()
+        serializer.encode_patches(audience)
+        if tick > warmup:
+            samples.append((time.perf_counter_ns() - start) / 1000)
+    return statistics.median(samples)
+
+
+def run_node(players: int, moving: int, ticks: int, warmup: int) -> dict | None:
+    if shutil.which("node") is None:
+        return None
+    script = ROOT / "benchmarks" / "schema_encode.mjs"
+    out = subprocess.run(["node", str(script), str(players), str(moving), str(ticks), str(warmup)],
+                         capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--players", type=int, default=1000)
+    parser.add_argument("--moving", type=int, default=100)
+    parser.add_argument("--ticks", type=int, default=500)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--views", type=int, nargs="*", default=[1, 10, 50],
+                        help="client counts for the private-field (StateView) measurement")
+    args = parser.parse_args()
+
+    py = run_python(args.players, args.moving, args.ticks, args.warmup)
+    node = run_node(args.players, args.moving, args.ticks, args.warmup)
+
+    print(f"state: {args.players} players, {args.moving} moving per tick, {args.ticks} ticks "
+          f"(after {args.warmup} warm-up ticks); Python {sys.version.split()[0]}")
+    print(f"{'':28}{'greenroom':>12}{'schema 5 (node)':>18}{'ratio':>8}")
+
+    def row(label: str, key: str, unit: str) -> None:
+        ours = py[key]
+        theirs = node[key] if node else None
+        ratio = f"{ours / theirs:7.1f}x" if theirs else "      -"
+        theirs_text = f"{theirs:14.1f} {unit}" if theirs is not None else f"{'-':>16}"
+        print(f"{label:28}{ours:9.1f} {unit}{theirs_text}{ratio}")
+
+    row("patch encode (median)", "patch_us", "µs")
+    row("patch encode (mean)", "patch_mean_us", "µs")
+    row(f"{2 * args.moving + 1} assignments", "mutate_us", "µs")
+    row("patch size", "patch_bytes", "B ")
+    row("full state encode", "full_us", "µs")
+    row("full state size", "full_bytes", "B ")
+    if node:
+        same = py["sample_patch"] == node["sample_patch"]
+        print(f"first measured patch byte-identical to schema 5: {'yes' if same else 'NO'}")
+    for clients in args.views:
+        us = run_views(args.players, args.moving, min(args.ticks, 300), args.warmup, clients)
+        print(f"with a private field, {clients:3} clients with views: {us:8.1f} µs per tick "
+              f"(all clients' patches)")
+
+
+if __name__ == "__main__":
+    main()

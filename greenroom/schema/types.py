@@ -1,0 +1,168 @@
+"""Primitive field types: how a Python value is checked, and its bytes on the wire (PROTOCOL §5.1).
+
+Checking happens at assignment so that a wrong value fails where it was written, not 50 ms later
+inside the patch loop; the per-type encoders are plain functions picked once per field, so the
+encoder never dispatches on a type name.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from ..protocol.primitives import decode_number, decode_string, encode_number, encode_string
+
+_pack_f32 = struct.Struct("<f").pack
+_unpack_f32 = struct.Struct("<f").unpack
+_pack_f64 = struct.Struct("<d").pack
+_pack_u16 = struct.Struct("<H").pack
+_SMALL = [bytes([i]) for i in range(128)]
+_UINT8 = [b"\xcc" + bytes([i]) for i in range(256)]
+
+
+def fast_number(value: Any) -> bytes:
+    """``encode_number`` with the common cases (small ints, finite floats) short-circuited.
+
+    The patch loop spends most of its time here; the result is byte-for-byte that of
+    ``protocol.primitives.encode_number`` (the tests compare both on random values).
+    """
+    cls = value.__class__
+    if cls is int:
+        if 0 <= value < 128:
+            return _SMALL[value]
+        if 0 < value < 256:
+            return _UINT8[value]
+        if 0 < value < 65536:
+            return b"\xcd" + _pack_u16(value)
+        return encode_number(value)
+    if cls is float and value - value == 0.0 and not value.is_integer():
+        try:
+            packed = _pack_f32(value)
+        except OverflowError:
+            return b"\xcb" + _pack_f64(value)
+        if abs(abs(_unpack_f32(packed)[0]) - abs(value)) < 1e-4:
+            return b"\xca" + packed
+        return b"\xcb" + _pack_f64(value)
+    return encode_number(value)
+
+
+def _check_string(value: Any) -> str:
+    if value.__class__ is str or isinstance(value, str):
+        return value
+    raise TypeError(f"expected str, got {type(value).__name__}")
+
+
+def _check_number(value: Any) -> int | float:
+    cls = value.__class__
+    if cls is int or cls is float:
+        return value
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return int(value) if isinstance(value, numbers.Integral) else float(value)
+    raise TypeError(f"expected int or float, got {type(value).__name__}")
+
+
+def _check_boolean(value: Any) -> bool:
+    if value is True or value is False:
+        return value
+    raise TypeError(f"expected bool, got {type(value).__name__}")
+
+
+def _check_float(value: Any) -> float:
+    cls = value.__class__
+    if cls is float:
+        return value
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(f"expected int or float, got {type(value).__name__}")
+
+
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _check_float32(value: Any) -> float:
+    value = _check_float(value)
+    if abs(value) > _FLOAT32_MAX and math.isfinite(value):
+        raise ValueError(f"{value!r} is out of range for float32")
+    return value
+
+
+def _int_checker(name: str, lo: int, hi: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if value.__class__ is not int:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"expected int, got {type(value).__name__}")
+            if isinstance(value, numbers.Integral):
+                value = int(value)
+            elif math.isfinite(value) and float(value).is_integer():
+                value = int(value)
+            else:
+                raise TypeError(f"expected an integer for {name}, got {value!r}")
+        if lo <= value <= hi:
+            return value
+        raise ValueError(f"{value} is out of range for {name} ({lo}..{hi})")
+
+    return check
+
+
+def _fixed(fmt: str) -> tuple[Callable[[Any], bytes], Callable[[bytes, int], tuple[Any, int]]]:
+    packer = struct.Struct(fmt)
+    pack = packer.pack
+    unpack_from = packer.unpack_from
+    size = packer.size
+
+    def decode(buf: bytes, pos: int) -> tuple[Any, int]:
+        return unpack_from(buf, pos)[0], pos + size
+
+    return pack, decode
+
+
+def _encode_boolean(value: bool) -> bytes:
+    return b"\x01" if value else b"\x00"
+
+
+def _decode_boolean(buf: bytes, pos: int) -> tuple[bool, int]:
+    return buf[pos] != 0, pos + 1
+
+
+class Primitive:
+    """One primitive wire type: its name in the reflection, checker, encoder and decoder."""
+
+    __slots__ = ("name", "check", "encode", "decode", "fast")
+
+    def __init__(self, name: str, check: Callable[[Any], Any], encode: Callable[[Any], bytes],
+                 decode: Callable[[bytes, int], tuple[Any, int]], fast: tuple[type, ...] = ()) -> None:
+        self.name = name
+        self.check = check
+        self.encode = encode
+        self.decode = decode
+        self.fast = fast  # value classes that need no check (the assignment fast path)
+
+    def __repr__(self) -> str:
+        return f"Primitive({self.name!r})"
+
+
+def _build() -> dict[str, Primitive]:
+    table = {
+        "string": Primitive("string", _check_string, encode_string, decode_string, (str,)),
+        "number": Primitive("number", _check_number, fast_number, decode_number, (int, float)),
+        "boolean": Primitive("boolean", _check_boolean, _encode_boolean, _decode_boolean, (bool,)),
+    }
+    ints = {
+        "int8": ("<b", -(2**7), 2**7 - 1), "uint8": ("<B", 0, 2**8 - 1),
+        "int16": ("<h", -(2**15), 2**15 - 1), "uint16": ("<H", 0, 2**16 - 1),
+        "int32": ("<i", -(2**31), 2**31 - 1), "uint32": ("<I", 0, 2**32 - 1),
+        "int64": ("<q", -(2**63), 2**63 - 1), "uint64": ("<Q", 0, 2**64 - 1),
+    }
+    for name, (fmt, lo, hi) in ints.items():
+        encode, decode = _fixed(fmt)
+        table[name] = Primitive(name, _int_checker(name, lo, hi), encode, decode)
+    for name, fmt, check in (("float32", "<f", _check_float32), ("float64", "<d", _check_float)):
+        encode, decode = _fixed(fmt)
+        table[name] = Primitive(name, check, encode, decode, (float,) if name == "float64" else ())
+    return table
+
+
+PRIMITIVES: dict[str, Primitive] = _build()
