@@ -323,3 +323,36 @@ def test_redis_over_a_unix_socket(redis_server):
         assert presence.brpop("nothing", timeout=0.05) is None
     finally:
         presence.close()
+
+
+def test_lock_is_exclusive_and_released(presence):
+    with presence.lock("greenroom:test:lock", ttl=5, wait=1) as first:
+        assert first
+        with presence.lock("greenroom:test:lock", ttl=5, wait=0.05) as second:
+            assert not second
+    with presence.lock("greenroom:test:lock", ttl=5, wait=0.05) as third:
+        assert third
+
+
+def test_lock_expires_with_its_holder(presence):
+    assert presence.setnx_ex("greenroom:test:lease", "dead-holder", 0.05)
+    with presence.lock("greenroom:test:lease", ttl=5, wait=2) as acquired:
+        assert acquired
+    assert not presence.delete_if("greenroom:test:lease", "dead-holder")
+
+
+def test_100_greenlets_serialise_on_the_lock(presence):
+    inside = []
+    overlaps = []
+
+    def worker():
+        with presence.lock("greenroom:test:many", ttl=5, wait=30) as acquired:
+            assert acquired
+            if inside:
+                overlaps.append(1)
+            inside.append(1)
+            gevent.sleep(0)
+            inside.pop()
+
+    gevent.joinall([gevent.spawn(worker) for _ in range(100)], raise_error=True)
+    assert overlaps == []

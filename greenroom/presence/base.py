@@ -7,9 +7,14 @@ messages are any msgpack-serialisable value.
 
 from __future__ import annotations
 
+import time
+import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
+
+import gevent
 
 Listener = Callable[[Any], None]
 
@@ -98,6 +103,37 @@ class Presence(ABC):
     @abstractmethod
     def brpop(self, *keys: str, timeout: float = 0) -> tuple[str, str] | None:
         """Block until one of ``keys`` has an item; (key, value), or None after ``timeout`` s."""
+
+    # -- locks ---------------------------------------------------------------------------
+    @abstractmethod
+    def setnx_ex(self, key: str, value: str, seconds: float) -> bool:
+        """Set ``key`` with an expiry only if it does not exist (SET NX PX); True if it was set."""
+
+    @abstractmethod
+    def delete_if(self, key: str, value: str) -> bool:
+        """Delete ``key`` only if it still holds ``value`` (so an expired lock's late owner
+        cannot release its successor's lock)."""
+
+    @contextmanager
+    def lock(self, key: str, ttl: float = 10.0, wait: float = 15.0) -> Iterator[bool]:
+        """Hold a lease-based lock across processes; yields False if it could not be had in
+        ``wait`` seconds (the caller decides whether to go on without it).
+
+        The lease bounds how long a crashed holder blocks others.
+        """
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + wait
+        delay = 0.002
+        acquired = self.setnx_ex(key, token, ttl)
+        while not acquired and time.monotonic() < deadline:
+            gevent.sleep(delay)
+            delay = min(delay * 2, 0.05)
+            acquired = self.setnx_ex(key, token, ttl)
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                self.delete_if(key, token)
 
     # -- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:

@@ -112,6 +112,18 @@ class LocalPresence(Presence):
     def exists(self, key: str) -> bool:
         return self._live(key) is not None
 
+    def setnx_ex(self, key: str, value: str, seconds: float) -> bool:
+        if self._live(key) is not None:
+            return False
+        self.setex(key, value, seconds)
+        return True
+
+    def delete_if(self, key: str, value: str) -> bool:
+        if self._read(key, str) != value:
+            return False
+        self._drop(key)
+        return True
+
     def expire(self, key: str, seconds: float) -> None:
         if self._live(key) is not None:
             self._expiry[key] = time.monotonic() + seconds

@@ -33,6 +33,11 @@ from . import PresenceUnavailable, redact_url
 from .base import Listener, Presence
 from .local import pack, unpack
 
+_DELETE_IF = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -68,6 +73,7 @@ class RedisPresence(Presence):
         self._poll_interval = poll_interval
         self._client: redis.Redis | None = None
         self._hincrbyex_script: Any = None
+        self._delete_if_script: Any = None
         self._pubsub_client: redis.Redis | None = None
         self._pubsub: Any = None
         self._pubsub_lock = gevent.lock.RLock()
@@ -317,6 +323,14 @@ class RedisPresence(Presence):
 
     def exists(self, key: str) -> bool:
         return bool(self._run(self.client.exists, key))
+
+    def setnx_ex(self, key: str, value: str, seconds: float) -> bool:
+        return bool(self._run(self.client.set, key, value, nx=True, px=_ms(seconds)))
+
+    def delete_if(self, key: str, value: str) -> bool:
+        if self._delete_if_script is None:
+            self._delete_if_script = self.client.register_script(_DELETE_IF)
+        return bool(self._run(self._delete_if_script, keys=[key], args=[value]))
 
     def expire(self, key: str, seconds: float) -> None:
         self._run(self.client.pexpire, key, _ms(seconds))
