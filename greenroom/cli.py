@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
                        choices=["debug", "info", "warning", "error"])
     serve.add_argument("--shutdown-timeout", type=float, default=10.0,
                        help="seconds rooms get to close on SIGTERM (default 10)")
+    serve.add_argument("--redis-url", help="presence shared by several processes "
+                       "(sets GREENROOM_REDIS_URL; default: one process, in memory)")
+    serve.add_argument("--mongo-uri", help="room listings in MongoDB (sets GREENROOM_MONGO_URI)")
+    serve.add_argument("--public-address", help="host:port clients use to reach this process's "
+                       "room sockets (sets GREENROOM_PUBLIC_ADDRESS)")
     return parser
 
 
@@ -90,11 +95,23 @@ def main(argv: list[str] | None = None) -> int:
     monkey.patch_all()
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
+    # The application builds its Server at import: hand it the options through the environment.
+    for value, variable in ((args.redis_url, "GREENROOM_REDIS_URL"),
+                            (args.mongo_uri, "GREENROOM_MONGO_URI"),
+                            (args.public_address, "GREENROOM_PUBLIC_ADDRESS")):
+        if value:
+            os.environ[variable] = value
+    from .drivers.base import DriverUnavailable
+    from .presence import PresenceUnavailable
+
     try:
         server = load_target(args.target)
     except TargetError as exc:
         print(f"greenroom: {exc}", file=sys.stderr)
         return 2
+    except (PresenceUnavailable, DriverUnavailable) as exc:
+        print(f"greenroom: cannot start: {exc}", file=sys.stderr)
+        return 1
     if isinstance(args.bind, str):
         from gevent import socket as gsocket
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 import weakref
 from collections.abc import Mapping
 from typing import Any
@@ -17,7 +18,7 @@ import gevent
 from gevent.event import Event
 
 from .drivers.base import Driver
-from .drivers.local import LocalDriver
+from .ids import generate_id
 from .matchmaker import MatchMaker, RoomDefinition
 from .protocol.dialect import Dialect
 from .room import Room
@@ -36,12 +37,34 @@ def shutdown_all(timeout: float = 10.0) -> None:
     gevent.joinall(greenlets, timeout=timeout + 1)
 
 
-def _default_presence() -> Any:
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
     try:
-        from .presence.local import LocalPresence
-    except ImportError:  # pragma: no cover
-        return None
-    return LocalPresence()
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number of seconds") from None
+
+
+def _backends(presence: Any, driver: Driver | None, redis_url: str | None,
+              mongo_uri: str | None) -> tuple[Any, Driver]:
+    """Presence and driver from arguments, else from the environment; local when nothing is set."""
+    from . import drivers
+    from . import presence as presences
+
+    redis_url = redis_url or presences.redis_url_from_env()
+    mongo_uri = mongo_uri or drivers.mongo_uri_from_env()
+    if presence is None:
+        presence = presences.from_url(redis_url)
+    if driver is None:
+        if mongo_uri:
+            driver = drivers.from_url(mongo_uri)
+        elif redis_url and isinstance(presence, presences.RedisPresence):
+            driver = drivers.RedisDriver(presence)  # shares the presence's connection pool
+        else:
+            driver = drivers.from_url(redis_url)
+    return presence, driver
 
 
 class Server:
@@ -50,25 +73,52 @@ class Server:
     ``dialect`` is the wire dialect of the root endpoint ("v3": colyseus.js 0.16 and
     @colyseus/sdk 0.17; "v5": @colyseus/sdk 0.18); ``dialects`` maps path prefixes to other
     dialects, e.g. ``{"/v18": "v5"}`` so that ``ws://host/v18`` serves 0.18 clients.
+
+    Presence and driver come from the arguments, else from ``GREENROOM_REDIS_URL`` (or
+    ``REDIS_URL``) and ``GREENROOM_MONGO_URI`` (or ``MONGO_URI``), else they are local. With a
+    Redis presence, several processes share matchmaking: seats in another process's rooms are
+    reserved by that process (over presence), and every process heartbeats a lease on its
+    listings (``heartbeat`` and ``lease`` seconds; env ``GREENROOM_HEARTBEAT``, ``GREENROOM_LEASE``).
     """
 
     def __init__(self, *, presence: Any = None, driver: Driver | None = None,
+                 redis_url: str | None = None, mongo_uri: str | None = None,
                  process_id: str | None = None, public_address: str | None = None,
                  dialect: str | Dialect = Dialect.V3,
-                 dialects: Mapping[str, str | Dialect] | None = None) -> None:
-        self.presence = presence if presence is not None else _default_presence()
-        self.driver = driver if driver is not None else LocalDriver()
+                 dialects: Mapping[str, str | Dialect] | None = None,
+                 heartbeat: float | None = None, lease: float | None = None,
+                 rpc_timeout: float = 5.0) -> None:
+        from .presence.local import LocalPresence
+
+        self.presence, self.driver = _backends(presence, driver, redis_url, mongo_uri)
         self.public_address = public_address or os.environ.get("GREENROOM_PUBLIC_ADDRESS") or None
+        self.distributed = not isinstance(self.presence, LocalPresence)
+        self.heartbeat = heartbeat or _env_float("GREENROOM_HEARTBEAT", 2.0)
+        self.lease = lease or _env_float("GREENROOM_LEASE", 10.0)
+        process_id = process_id or generate_id()
+        rpc = registry = None
+        if self.distributed:
+            from .presence.rpc import RPC
+            from .registry import ProcessRegistry
+
+            rpc = RPC(self.presence, process_id, timeout=rpc_timeout)
+            registry = ProcessRegistry(self.presence, process_id, public_address=self.public_address,
+                                       heartbeat=self.heartbeat, lease=self.lease, load=self._load)
+        self.registry = registry
         self.matchmaker = MatchMaker(self.driver, process_id=process_id, presence=self.presence,
-                                     public_address=self.public_address)
+                                     public_address=self.public_address, rpc=rpc, registry=registry,
+                                     lease=self.lease if self.distributed else None,
+                                     rpc_timeout=rpc_timeout)
         self.dialect = Dialect.parse(dialect)
         self.wsgi_app = GreenroomApp(
             self.matchmaker, dialect=self.dialect,
             dialects={k: Dialect.parse(v) for k, v in (dialects or {}).items()},
-            health=self.health)
+            health=self.health, on_first_request=self.start)
         self._stopped = Event()
         self._wsgi_server: Any = None
+        self._started = False
         self._shut_down = False
+        self._maintainer: Any = None
         _servers.add(self)
 
     @property
@@ -82,7 +132,62 @@ class Server:
     def wsgi_middleware(self, app: WSGIApp) -> WSGIApp:
         """Serve greenroom's routes and hand every other request to ``app`` (a Flask app, say)."""
         return GreenroomApp(self.matchmaker, dialect=self.wsgi_app.dialect,
-                            dialects=self.wsgi_app.dialects, fallback=app, health=self.health)
+                            dialects=self.wsgi_app.dialects, fallback=app, health=self.health,
+                            on_first_request=self.start)
+
+    def set_public_address(self, address: str | None) -> None:
+        """Where clients reach this process's room sockets (``host:port[/path]``)."""
+        self.public_address = self.matchmaker.public_address = address
+        if self.registry is not None:
+            self.registry.info.public_address = address
+
+    # -- running with other processes ---------------------------------------------------------
+    def start(self) -> None:
+        """Join the deployment: answer other processes, announce this one, renew leases.
+
+        Called by ``listen`` and, under a foreign WSGI server (gunicorn), on the first request.
+        """
+        if self._started or not self.distributed:
+            self._started = True
+            return
+        self._started = True
+        self.matchmaker.rpc.start()
+        self.registry.beat()
+        self._maintainer = gevent.spawn(self._maintain)
+        log.info("process %s joined the deployment (presence %s, driver %s, lease %gs)",
+                 self.process_id, type(self.presence).__name__, type(self.driver).__name__, self.lease)
+
+    def _load(self) -> tuple[int, int]:
+        rooms = self.matchmaker.rooms.values()
+        return len(rooms), sum(len(room.clients) for room in rooms)
+
+    def _maintain(self) -> None:
+        """Heartbeat: our registry entry and listing leases; re-list rooms a backend lost; reap."""
+        failing = False
+        last_reap = 0.0
+        while not self._stopped.wait(self.heartbeat):
+            try:
+                self.registry.beat()
+                renewed = self.driver.renew(self.process_id, self.lease)
+                if renewed < len(self.matchmaker.rooms):
+                    log.info("process %s: %d of %d listings were missing; listing them again",
+                             self.process_id, len(self.matchmaker.rooms) - renewed,
+                             len(self.matchmaker.rooms))
+                    self.matchmaker.resync_listings()
+                if time.monotonic() - last_reap >= self.lease:
+                    last_reap = time.monotonic()
+                    for dead in self.registry.reap():
+                        self.driver.cleanup(dead)
+            except Exception as exc:  # noqa: BLE001 - keep beating; say it once
+                if not failing:
+                    log.warning("process %s: heartbeat failed (%s: %s); rooms keep playing, "
+                                "matchmaking answers 503 until the backend is back",
+                                self.process_id, type(exc).__name__, exc)
+                failing = True
+            else:
+                if failing:
+                    log.warning("process %s: heartbeat recovered", self.process_id)
+                failing = False
 
     def health(self) -> dict[str, Any]:
         rooms = list(self.matchmaker.rooms.values())
@@ -91,6 +196,8 @@ class Server:
             "processId": self.process_id,
             "rooms": len(rooms),
             "clients": sum(len(r.clients) for r in rooms),
+            "presence": type(self.presence).__name__,
+            "driver": type(self.driver).__name__,
         }
 
     # -- serving in this process ------------------------------------------------------------------
@@ -107,6 +214,11 @@ class Server:
                                        self.wsgi_app, handler_class=Handler,
                                        log=log if log_requests else None, error_log=log)
         self._wsgi_server.start()
+        bound_host = self._wsgi_server.server_host
+        if self.distributed and not self.public_address and bound_host not in ("0.0.0.0", "::", ""):
+            # Clients matched by another process must reach this one directly.
+            self.set_public_address(f"{bound_host}:{self._wsgi_server.server_port}")
+        self.start()
         return self._wsgi_server
 
     def serve_forever(self, host: str = "127.0.0.1", port: int = 2567, *, listener: Any = None,
@@ -132,7 +244,14 @@ class Server:
         if self._shut_down:
             return
         self._shut_down = True
+        self._stopped.set()
         self.matchmaker.shutdown(timeout)
+        if self._maintainer is not None:
+            self._maintainer.join(timeout=self.heartbeat + 1)
+        if self.registry is not None:
+            self.registry.stop(unregister=True)
+        if self.matchmaker.rpc is not None:
+            self.matchmaker.rpc.close()
         if self._wsgi_server is not None:
             self._wsgi_server.stop(timeout=1)
         for closable in (self.presence, self.driver):

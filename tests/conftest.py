@@ -6,8 +6,12 @@ monkey.patch_all()
 
 import importlib.util  # noqa: E402
 import os  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 
+import gevent  # noqa: E402
 import pytest  # noqa: E402
 from servers import (  # noqa: E402,F401 - real Redis and MongoDB-protocol servers (DESIGN D9)
     driver,
@@ -24,6 +28,50 @@ from servers import (  # noqa: E402,F401 - real Redis and MongoDB-protocol serve
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
 JS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def greenroom_command():
+    exe = shutil.which("greenroom")
+    return [exe] if exe else [sys.executable, "-m", "greenroom.cli"]
+
+
+def wait_until_listening(proc, deadline=20.0):
+    """Read the server's log until it says it is listening (its own readiness signal)."""
+    seen = []
+    with gevent.Timeout(deadline, AssertionError(f"server did not start listening: {seen}")):
+        for line in proc.stderr:
+            seen.append(line)
+            if "listening on" in line:
+                return
+    raise AssertionError(f"server exited early with {proc.wait()}: {''.join(seen)}")
+
+
+@pytest.fixture
+def serve_process():
+    """serve_process(target, *args, env=None) -> (Popen, port): ``greenroom serve`` for real."""
+    procs = []
+
+    def start(target, *extra, env=None):
+        port = free_port()
+        proc = subprocess.Popen(
+            [*greenroom_command(), "serve", target, "--bind", f"127.0.0.1:{port}", *extra],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+        procs.append(proc)
+        wait_until_listening(proc)
+        return proc, port
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
 
 
 def load_example(name: str):

@@ -1,60 +1,15 @@
 """``greenroom serve`` as an operator runs it: a real process, real signals."""
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 
 import gevent
 import pytest
-from conftest import EXAMPLES, ROOT
+from conftest import EXAMPLES, ROOT, free_port, greenroom_command
 
 from greenroom.client import Client, MatchMakeError
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def greenroom_command():
-    exe = shutil.which("greenroom")
-    return [exe] if exe else [sys.executable, "-m", "greenroom.cli"]
-
-
-def wait_until_listening(proc, deadline=20.0):
-    """Read the server's log until it says it is listening (its own readiness signal)."""
-    seen = []
-    with gevent.Timeout(deadline, AssertionError(f"server did not start listening: {seen}")):
-        for line in proc.stderr:
-            seen.append(line)
-            if "listening on" in line:
-                return
-    raise AssertionError(f"server exited early with {proc.wait()}: {''.join(seen)}")
-
-
-@pytest.fixture
-def serve_process():
-    procs = []
-
-    def start(target, *extra):
-        port = free_port()
-        proc = subprocess.Popen(
-            [*greenroom_command(), "serve", target, "--bind", f"127.0.0.1:{port}", *extra],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        procs.append(proc)
-        wait_until_listening(proc)
-        return proc, port
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
 
 
 def test_serve_file_target_and_sigterm_closes_clients_with_4001(serve_process):

@@ -22,7 +22,8 @@ class GreenroomApp:
 
     def __init__(self, matchmaker: MatchMaker, *, dialect: Dialect = Dialect.V3,
                  dialects: Mapping[str, Dialect] | None = None, fallback: WSGIApp | None = None,
-                 health: Callable[[], dict[str, Any]] | None = None) -> None:
+                 health: Callable[[], dict[str, Any]] | None = None,
+                 on_first_request: Callable[[], None] | None = None) -> None:
         self.matchmaker = matchmaker
         self.dialect = dialect
         # Path prefix -> dialect, e.g. {"/v18": Dialect.V5}: one deployment serves both wires.
@@ -30,6 +31,7 @@ class GreenroomApp:
         self.fallback = fallback
         self.health = health
         self.matchmake = http.MatchmakeRoute(matchmaker)
+        self._on_first_request = on_first_request
 
     def dialect_for(self, prefix_segments: list[str]) -> Dialect:
         if self.dialects and prefix_segments:
@@ -37,6 +39,9 @@ class GreenroomApp:
         return self.dialect
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if self._on_first_request is not None:
+            starting, self._on_first_request = self._on_first_request, None
+            starting()
         path = environ.get("PATH_INFO", "/")
         segments = [s for s in path.split("/") if s]
         ws = environ.get("wsgi.websocket")

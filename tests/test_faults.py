@@ -1,0 +1,101 @@
+"""Backends failing under a running deployment (issue 4): Redis or MongoDB stopped and
+restarted for real, while clients play."""
+
+import http.client
+import json
+import os
+import subprocess
+
+import gevent
+import pytest
+import redis
+from conftest import ROOT, free_port, greenroom_command
+
+from greenroom.client import Client
+from greenroom.drivers import from_url as driver_from_url
+
+APP = os.path.join("tests", "apps", "capped.py") + ":server"
+
+
+def matchmake_status(port):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", "/matchmake/joinOrCreate/capped", body=b"{}",
+                 headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    return response.status, json.loads(response.read())
+
+
+def wait_until_listed(url, room_id, deadline=20.0):
+    """The process lists its rooms again by itself once the backend is back (bounded wait)."""
+    driver = driver_from_url(url)
+    try:
+        with gevent.Timeout(deadline, AssertionError(f"room {room_id} was not listed again")):
+            while True:
+                try:
+                    if driver.get(room_id) is not None:
+                        return
+                except Exception:  # noqa: BLE001 - the backend is still coming back
+                    pass
+                gevent.sleep(0.1)
+    finally:
+        driver.close()
+
+
+@pytest.fixture
+def restart_after(redis_server, mongo_server):
+    stopped = []
+    yield stopped.append
+    for server in stopped:
+        server.start()
+
+
+def test_redis_lost_503_rooms_play_on_then_recovers(serve_process, redis_server, restart_after):
+    redis.Redis.from_url(redis_server.url).flushall()
+    _, port = serve_process(APP, "--redis-url", redis_server.url)
+    client = Client(f"ws://127.0.0.1:{port}")
+    playing = client.join_or_create("capped")
+    restart_after(redis_server)
+    redis_server.stop()
+    status, body = matchmake_status(port)
+    assert status == 503
+    assert body["code"] == 503 and "unavailable" in body["error"]
+    playing.send("echo", "still playing")
+    assert playing.wait_for_message("echo") == "still playing"
+    redis_server.start()  # empty: it saves nothing
+    wait_until_listed(redis_server.url, playing.room_id)
+    again = client.join_or_create("capped")
+    assert again.room_id == playing.room_id
+
+
+def test_mongo_lost_503_rooms_play_on_then_recovers(serve_process, redis_server, mongo_server,
+                                                     restart_after):
+    redis.Redis.from_url(redis_server.url).flushall()
+    _, port = serve_process(APP, "--redis-url", redis_server.url, "--mongo-uri", mongo_server.uri)
+    client = Client(f"ws://127.0.0.1:{port}")
+    playing = client.join_or_create("capped")
+    restart_after(mongo_server)
+    mongo_server.stop()
+    status, body = matchmake_status(port)
+    assert status == 503 and "unavailable" in body["error"]
+    playing.send("echo", "still playing")
+    assert playing.wait_for_message("echo") == "still playing"
+    mongo_server.start()
+    wait_until_listed(mongo_server.uri, playing.room_id)
+    again = client.join_or_create("capped")
+    assert again.room_id == playing.room_id
+
+
+def test_unreachable_redis_at_start_exits_non_zero_naming_the_url():
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    proc = subprocess.run([*greenroom_command(), "serve", APP, "--bind", "127.0.0.1:0",
+                           "--redis-url", url], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert url.rsplit("/", 1)[0] in proc.stderr and "cannot start" in proc.stderr
+
+
+def test_unreachable_mongo_at_start_exits_non_zero_naming_the_uri():
+    uri = f"mongodb://127.0.0.1:{free_port()}/greenroom"
+    proc = subprocess.run([*greenroom_command(), "serve", APP, "--bind", "127.0.0.1:0",
+                           "--mongo-uri", uri], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "127.0.0.1" in proc.stderr and "cannot start" in proc.stderr
