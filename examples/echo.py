@@ -1,4 +1,4 @@
-"""The reference EchoRoom of the Colyseus captures, in greenroom.
+"""The reference EchoRoom of the Colyseus captures, in greenroom, state included.
 
     greenroom serve examples/echo.py:server
 
@@ -6,12 +6,29 @@ Any official Colyseus client can then ``joinOrCreate("echo")`` on ws://127.0.0.1
 """
 
 from greenroom import Room, Server
+from greenroom.schema import Schema, field
+
+
+class Player(Schema):
+    name = field("string", default="")
+    x = field("number", default=0)
+    y = field("number", default=0)
+
+
+class State(Schema):
+    tick = field("uint16", default=0)
+    title = field("string", default="lobby")
+    players = field({"map": Player})
+    log = field(["string"])
 
 
 class EchoRoom(Room):
     max_clients = 4
 
     def on_create(self, options):
+        self.state = State()
+        self.on_message("move", self.move)
+        self.on_message("log", lambda client, message: self.state.log.append(str(message)))
         self.on_message("echo", lambda client, message: client.send("echo", message))
         self.on_message(7, lambda client, message: client.send(7, message))
         self.on_message("bytes", lambda client, message: client.send_bytes("bytes", [1, 2, 3]))
@@ -19,6 +36,11 @@ class EchoRoom(Room):
         self.on_message("drop", lambda client, message: client.terminate())  # a network failure
         self.on_message("add", lambda client, message: message["a"] + message["b"])  # request (sdk 0.18)
         self.on_message("*", self.on_unknown)
+
+    def move(self, client, message):
+        player = self.state.players.get(client.session_id)
+        if player is not None:
+            player.x, player.y = message["x"], message["y"]
 
     def on_unknown(self, client, message_type, message):
         client.send("unknown", {"type": message_type, "msg": message})
@@ -29,11 +51,16 @@ class EchoRoom(Room):
         return True
 
     def on_join(self, client, options, auth):
+        self.state.players[client.session_id] = Player(name=options.get("name") or "anon")
+        self.state.tick += 1
         client.send("welcome", {"sessionId": client.session_id, "n": len(self.clients)})
 
     def on_drop(self, client, code):
         # Hold the seat of a client that lost its connection; on_leave follows if it doesn't return.
         self.allow_reconnection(client, 20)
+
+    def on_leave(self, client, consented):
+        self.state.players.pop(client.session_id, None)
 
 
 server = Server()

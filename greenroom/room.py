@@ -491,26 +491,35 @@ class Room:
     def _message(self, client: Client, frame: frames.ClientFrame) -> None:
         if client.state in (ClientState.LEFT, ClientState.RECONNECTING):
             return
+        if frame.code == Code.ROOM_REQUEST:
+            self._request(client, frame)
+            return
         handlers = self._byte_handlers if frame.code == Code.ROOM_DATA_BYTES else self._handlers
         handler = handlers.get(frame.type)
         if handler is not None:
-            args: tuple[Any, ...] = (client, frame.payload)
+            self._run_handler(f"handler for {frame.type!r}", handler, client, frame.payload,
+                              client=client)
         elif "*" in self._handlers:
-            handler, args = self._handlers["*"], (client, frame.type, frame.payload)
+            self._run_handler("handler for '*'", self._handlers["*"], client, frame.type,
+                              frame.payload, client=client)
         else:
             log.warning("room %s (%s): no handler for message %r from %s", self.room_id,
                         self.room_name, frame.type, client.session_id)
-            message = f'room onMessage for "{frame.type}" not registered.'
-            if frame.code == Code.ROOM_REQUEST:
-                client.raw(frames.room_response(frame.request_id or 0, ResponseStatus.ERROR,
-                                                {"name": "Error", "message": message}))
-            else:
-                client.error(ErrorCode.INVALID_PAYLOAD, message)
+            client.error(ErrorCode.INVALID_PAYLOAD,
+                         f'room onMessage for "{frame.type}" not registered.')
+
+    def _request(self, client: Client, frame: frames.ClientFrame) -> None:
+        """A ROOM_REQUEST (sdk 0.18): only the type's own handler answers, never ``"*"``."""
+        handler = self._handlers.get(frame.type)
+        if handler is None:
+            log.warning("room %s (%s): no handler for request %r from %s", self.room_id,
+                        self.room_name, frame.type, client.session_id)
+            client.raw(frames.room_response(frame.request_id or 0, ResponseStatus.ERROR, {
+                "name": "no_handler",
+                "message": f'room "{self.room_name}" has no onMessage("{frame.type}") handler '
+                           "to answer this request."}))
             return
-        if frame.code == Code.ROOM_REQUEST:
-            self._answer_request(client, frame, handler, args)
-        else:
-            self._run_handler(f"handler for {frame.type!r}", handler, *args, client=client)
+        self._answer_request(client, frame, handler, (client, frame.payload))
 
     def _answer_request(self, client: Client, frame: frames.ClientFrame, handler: MessageHandler,
                         args: tuple[Any, ...]) -> None:

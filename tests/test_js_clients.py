@@ -48,6 +48,33 @@ def echo_v3(serve):
     return serve(server), server
 
 
+@pytest.fixture
+def echo_both(serve):
+    """One server: v3 on the root endpoint, v5 (@colyseus/sdk 0.18) under /v18."""
+    module = load_example("echo")
+    server = module.Server(dialects={"/v18": "v5"})
+    server.define("echo", module.EchoRoom)
+    return serve(server)
+
+
+def test_sdk18_scenario_matches_the_reference_server_on_a_v5_endpoint(echo_both, run_js):
+    ours = run_js("scenario.mjs", "--client", "sdk18", "--endpoint", echo_both.endpoint + "/v18",
+                  timeout=90)
+    assert "error" not in ours, ours
+    ref = expected("sdk18-ref018.json")
+    assert compare_steps(ours, ref, stateful=True) == {}
+    assert ours["warnings"] == ref["warnings"]
+
+
+def test_one_deployment_serves_016_017_and_018_clients_in_one_room(echo_both, run_js):
+    """The path prefix picks the dialect; the room and its state are shared."""
+    js = run_js("mixed_dialects.mjs", "--endpoint", echo_both.endpoint, timeout=60)
+    assert js.get("error") is None, js
+    assert js["sameRoom"] is True
+    assert js["players"] == ["colyseusjs", "sdk17", "sdk18"]
+    assert js["warnings"] == []
+
+
 @pytest.mark.parametrize("client,reference", V3_CLIENTS)
 def test_scenario_matches_the_reference_server(echo_v3, run_js, client, reference):
     running, server = echo_v3
@@ -106,5 +133,6 @@ def test_official_load_tester_runs_bots_against_greenroom(echo_v3, node_modules,
     assert stats["joinFailed"] == 0 and stats["roomErrors"] == []
     assert stats["echoMismatched"] == 0
     assert sorted(stats["rooms"].values()) == [4, 4]
-    assert stats["serializerIds"] == {"none": 8}
+    assert stats["serializerIds"] == {"schema": 8}
+    assert stats["stateChanges"] >= 8
     assert "Successful connections" in (tmp_path / "run.log").read_text()
