@@ -26,12 +26,12 @@ import gevent.pool  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from servers import MongoServer, RedisServer, running  # noqa: E402
-
 from greenroom.drivers import Driver, LocalDriver  # noqa: E402
 from greenroom.drivers.listing import RoomListing  # noqa: E402
 from greenroom.drivers.mongo import MongoDriver  # noqa: E402
 from greenroom.drivers.redis import RedisDriver  # noqa: E402
+
+from servers import MongoServer, RedisServer, running  # noqa: E402
 
 CHAT_ROOMS = 50
 

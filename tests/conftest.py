@@ -13,6 +13,7 @@ import sys  # noqa: E402
 
 import gevent  # noqa: E402
 import pytest  # noqa: E402
+
 from servers import (  # noqa: E402,F401 - real Redis and MongoDB-protocol servers (DESIGN D9)
     driver,
     mongo_driver,

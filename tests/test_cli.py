@@ -7,9 +7,10 @@ import sys
 
 import gevent
 import pytest
-from conftest import EXAMPLES, ROOT, free_port, greenroom_command
 
 from greenroom.client import Client, MatchMakeError
+
+from conftest import EXAMPLES, ROOT, free_port, greenroom_command
 
 
 def test_serve_file_target_and_sigterm_closes_clients_with_4001(serve_process):

@@ -10,7 +10,6 @@ from datetime import datetime, timezone
 
 import gevent
 import pytest
-from servers import wait_until
 
 from greenroom.drivers import DriverUnavailable, LocalDriver, from_env, from_url
 from greenroom.drivers.listing import RoomListing
@@ -22,6 +21,8 @@ from greenroom.drivers.mongo import (
     filter_keys,
 )
 from greenroom.drivers.redis import RedisDriver
+
+from servers import wait_until
 
 
 def listing(room_id: str, name: str = "chat", **fields) -> RoomListing:

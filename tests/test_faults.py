@@ -9,10 +9,11 @@ import subprocess
 import gevent
 import pytest
 import redis
-from conftest import ROOT, free_port, greenroom_command
 
 from greenroom.client import Client
 from greenroom.drivers import from_url as driver_from_url
+
+from conftest import ROOT, free_port, greenroom_command
 
 APP = os.path.join("tests", "apps", "capped.py") + ":server"
 

@@ -8,6 +8,7 @@ import json
 import os
 
 import pytest
+
 from conftest import JS_DIR, load_example
 
 # Fields that describe the room state; the echo example carries no state until the schema

@@ -2,9 +2,9 @@
 
 import http.client
 
-from conftest import load_example
-
 from greenroom.client import Client
+
+from conftest import load_example
 
 
 def get(port, path):

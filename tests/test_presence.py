@@ -9,11 +9,12 @@ import time
 import gevent
 import gevent.event
 import pytest
-from servers import wait_until
 
 from greenroom.presence import PresenceUnavailable, from_env, from_url
 from greenroom.presence.local import LocalPresence
 from greenroom.presence.redis import RedisPresence
+
+from servers import wait_until
 
 
 class Inbox:

@@ -7,11 +7,12 @@ import time
 
 import pytest
 from gevent import monkey
-from servers import wait_until
 
 from greenroom.drivers.listing import RoomListing
 from greenroom.drivers.local import LocalDriver
 from greenroom.registry import ProcessRegistry
+
+from servers import wait_until
 
 # Blocks the whole process, hub included: a real stall, as a long GC pause or a CPU-bound handler.
 stall = monkey.get_original("time", "sleep")

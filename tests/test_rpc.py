@@ -14,9 +14,10 @@ from pathlib import Path
 import gevent
 import gevent.event
 import pytest
-from servers import _die_with_parent, wait_until
 
 from greenroom.presence.rpc import RPC, Idempotent, RemoteCallError, RemoteCallTimeout
+
+from servers import _die_with_parent, wait_until
 
 
 class Service:
