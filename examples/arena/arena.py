@@ -19,7 +19,8 @@ from greenroom.schema import MapSchema, Schema, field
 
 WIDTH, HEIGHT = 800, 600
 SPEED, IT_SPEED = 180.0, 210.0  # px/s: "it" is a little faster, or nobody would ever be caught
-TAG_DISTANCE = 28.0
+RADIUS = 14.0  # as drawn by the page: players stay fully inside the arena
+TAG_DISTANCE = 2 * RADIUS
 IMMUNITY_MS = 1500  # a tagged player cannot tag back at once
 COLORS = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6"]
 
@@ -72,8 +73,8 @@ class ArenaRoom(Room):
             dx, dy = self.inputs.get(session_id, (0.0, 0.0))
             if dx or dy:
                 speed = IT_SPEED if player.it else SPEED
-                player.x = min(max(player.x + dx * speed * seconds, 0), WIDTH)
-                player.y = min(max(player.y + dy * speed * seconds, 0), HEIGHT)
+                player.x = min(max(player.x + dx * speed * seconds, RADIUS), WIDTH - RADIUS)
+                player.y = min(max(player.y + dy * speed * seconds, RADIUS), HEIGHT - RADIUS)
         self.check_tags()
 
     def check_tags(self):
