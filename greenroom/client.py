@@ -30,14 +30,12 @@ import gevent
 import gevent.event
 import msgpack
 
+from .protocol import frames
 from .protocol.codes import Code, ResponseStatus
 from .protocol.dialect import Dialect
 from .protocol.primitives import (
     decode_number,
     decode_string,
-    encode_number,
-    encode_string,
-    is_string_prefix,
 )
 from .wsclient import (
     DEFAULT_MAX_SIZE,
@@ -75,7 +73,7 @@ __all__ = [
 log = logging.getLogger("greenroom.client")
 
 MessageType = str | int | float
-_NOTHING: Any = object()  # "no payload", distinct from None (which packs as msgpack nil)
+_NOTHING: Any = frames.UNDEFINED  # "no payload", distinct from None (which packs as msgpack nil)
 
 
 # ---------------------------------------------------------------------------------------- errors
@@ -204,17 +202,10 @@ def _looks_like_v5(handshake: bytes) -> bool:
 
 
 def _decode_type(frame: bytes, pos: int) -> tuple[MessageType, int]:
-    if pos >= len(frame):
-        raise ProtocolError("frame ends before the message type")
     try:
-        if is_string_prefix(frame[pos]):
-            return decode_string(frame, pos)
-        value, pos = decode_number(frame, pos)
-    except (IndexError, ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"bad message type: {exc}") from None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # 7.0 and 7 are the same numeric type for the JS clients
-    return value, pos
+        return frames.read_type(frame, pos)
+    except frames.FrameError as exc:
+        raise ProtocolError(str(exc)) from None
 
 
 def _unpack(data: bytes | memoryview) -> Any:
@@ -260,33 +251,19 @@ def parse_response(frame: bytes) -> tuple[int, int, Any]:
     return int(request_id), status, payload
 
 
-def _encode_type(msg_type: MessageType) -> bytes:
-    if isinstance(msg_type, str):
-        if not msg_type:
-            raise ValueError("an empty string cannot be a message type on the wire (PROTOCOL.md §3)")
-        return encode_string(msg_type)
-    if isinstance(msg_type, bool) or not isinstance(msg_type, int | float):
-        raise TypeError(f"message type must be str or number, not {type(msg_type).__name__}")
-    return encode_number(msg_type)
-
-
-def _pack(payload: Any) -> bytes:
-    return b"" if payload is _NOTHING else msgpack.packb(payload, use_bin_type=True)
-
-
 def encode_message(msg_type: MessageType, payload: Any = _NOTHING) -> bytes:
     """ROOM_DATA; omit ``payload`` to send none at all (JS ``room.send(type)``)."""
-    return bytes((Code.ROOM_DATA,)) + _encode_type(msg_type) + _pack(payload)
+    return frames.room_data(msg_type, payload)
 
 
 def encode_bytes_message(msg_type: MessageType, data: bytes | bytearray | memoryview) -> bytes:
     """ROOM_DATA_BYTES: the type, then the bytes unframed to the end."""
-    return bytes((Code.ROOM_DATA_BYTES,)) + _encode_type(msg_type) + bytes(data)
+    return frames.room_data_bytes(msg_type, data)
 
 
 def encode_request(request_id: int, msg_type: MessageType, payload: Any = _NOTHING) -> bytes:
     """v5 ROOM_REQUEST: ``number requestId``, type, optional MessagePack payload."""
-    return bytes((Code.ROOM_REQUEST,)) + encode_number(request_id) + _encode_type(msg_type) + _pack(payload)
+    return frames.room_request(request_id, msg_type, payload)
 
 
 # ------------------------------------------------------------------------------------- state

@@ -76,6 +76,14 @@ def room_data_bytes(message_type: MessageType, data: bytes | bytearray | memoryv
     return bytes([Code.ROOM_DATA_BYTES]) + encode_type(message_type) + bytes(data)
 
 
+def room_request(request_id: int, message_type: MessageType, payload: Any = UNDEFINED) -> bytes:
+    """ROOM_REQUEST (client to server, v5)."""
+    frame = bytes([Code.ROOM_REQUEST]) + encode_number(request_id) + encode_type(message_type)
+    if payload is not UNDEFINED:
+        frame += pack(payload)
+    return frame
+
+
 def room_response(request_id: int, status: int, payload: Any = UNDEFINED) -> bytes:
     frame = bytes([Code.ROOM_RESPONSE]) + encode_number(request_id) + bytes([status])
     if payload is not UNDEFINED:
@@ -126,6 +134,11 @@ def _read_number(frame: bytes, pos: int) -> tuple[float | int, int]:
         raise FrameError(f"bad number at offset {pos}: {exc}") from None
 
 
+def read_type(frame: bytes, pos: int) -> tuple[MessageType, int]:
+    """The message type at ``pos`` (a string or an integer) and the position after it."""
+    return _read_type(frame, pos)
+
+
 def _read_type(frame: bytes, pos: int) -> tuple[MessageType, int]:
     if pos >= len(frame):
         raise FrameError("frame ends before its message type")
@@ -143,5 +156,6 @@ def _read_type(frame: bytes, pos: int) -> tuple[MessageType, int]:
 __all__ = [
     "UNDEFINED", "ClientFrame", "FrameError", "PayloadError", "MessageType",
     "parse_client_frame", "join_room", "error", "room_data", "room_data_bytes", "room_response",
+    "room_request", "read_type",
     "encode_type", "pack", "STATE", "PATCH", "LEAVE_ROOM", "PING",
 ]
