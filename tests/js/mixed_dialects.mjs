@@ -17,7 +17,9 @@ try {
   const second = listen(await withTimeout(new sdk17.Client(args.endpoint).joinById(first.roomId, { name: "sdk17" }), 5000, "join 0.17"));
   const third = listen(await withTimeout(new sdk18.Client(args.endpoint + "/v18").joinById(first.roomId, { name: "sdk18" }), 5000, "join 0.18"));
   const rooms = [first, second, third];
-  const names = (room) => [...room.state.players.values()].map((p) => p.name).sort();
+  // A join resolves before the first state arrives: no players yet until then.
+  const names = (room) => (room.state && room.state.players
+    ? [...room.state.players.values()].map((p) => p.name).sort() : []);
   const full = () => rooms.every((room) => names(room).length === 3);
   await withTimeout(new Promise((resolve) => {
     if (full()) return resolve();
