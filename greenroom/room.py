@@ -64,6 +64,9 @@ class Room:
     auto_dispose: bool = True
     seat_reservation_timeout: float = 15.0  # seconds a reserved seat waits for its socket
     max_message_size: int = 64 * 1024  # bytes of one incoming WebSocket message
+    # Seconds a send may wait on a client that stopped reading before it is dropped: the room's
+    # line of execution waits that long at most, once.
+    send_timeout: float = 2.0
 
     # -- hooks ------------------------------------------------------------------------------
     def on_create(self, options: dict[str, Any]) -> None:

@@ -249,3 +249,38 @@ def test_100_concurrent_python_clients_make_exactly_25_rooms(echo_server, client
     for room in server_rooms:
         room._inbox.join(10)  # the room's greenlet ends when it is disposed
     assert echo_server.matchmaker.rooms == {}
+
+
+def test_a_client_that_stops_reading_is_dropped_and_the_room_plays_on(serve):
+    """A send blocked on a full socket gives up after send_timeout; the others keep playing."""
+    from greenroom.client import encode_message
+    from greenroom.wsclient import connect
+
+    leaves = Queue()
+
+    class Flood(Room):
+        send_timeout = 0.5
+
+        def on_create(self, options):
+            self.on_message("flood", self.flood)
+            self.on_message("echo", lambda client, message: client.send("echo", message))
+
+        def flood(self, client, message):
+            for _ in range(2000):  # up to 128 MiB to a client that reads nothing
+                client.send("blob", b"x" * 65536)
+
+        def on_leave(self, client, consented):
+            leaves.put(client.session_id)
+
+    server = Server()
+    server.define("flood", Flood)
+    running = serve(server)
+    client = Client(running.endpoint)
+    other = client.join_or_create("flood")
+    seat = client.matchmake("joinById", other.room_id, {})
+    stalled = connect(client.room_url(seat))  # a bare socket: nobody ever reads from it
+    stalled.send(b"\x0a")  # the join ack (JOIN_ROOM itself stays unread in the buffer)
+    stalled.send(encode_message("flood"))
+    assert leaves.get(timeout=20) == seat.session_id
+    other.send("echo", "still here")
+    assert other.wait_for_message("echo") == "still here"

@@ -74,6 +74,7 @@ def serve_room_socket(matchmaker: MatchMaker, environ: dict[str, Any], ws: Any, 
                 CloseCode.FAILED_TO_RECONNECT if token else CloseCode.WITH_ERROR)
         return
     ws.max_message_size = room.max_message_size
+    ws.send_timeout = room.send_timeout
     try:
         client = room._inbox.call(room._join, client, token, skip_handshake)
     except GreenroomError as exc:
