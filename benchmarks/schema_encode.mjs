@@ -23,6 +23,7 @@ const keys = Array.from({ length: players }, (_, i) => "p" + i);
 // full state
 const fullReps = 200;
 let fullBytes = 0;
+const fullHex = Buffer.from(encoder.encodeAll()).toString("hex");
 for (let i = 0; i < 20; i++) { encoder.encodeAll(); }
 let start = process.hrtime.bigint();
 for (let i = 0; i < fullReps; i++) { fullBytes = encoder.encodeAll().length; }
@@ -61,6 +62,17 @@ for (let tick = 1; tick <= warmup + ticks; tick++) {
     }
 }
 
+// full state right after a tick (what a client joining a running room costs)
+const fullTickUs = [];
+for (let tick = warmup + ticks + 1; tick <= warmup + ticks + 100; tick++) {
+    mutate(tick);
+    encoder.encode();
+    encoder.discardChanges();
+    const f0 = process.hrtime.bigint();
+    encoder.encodeAll();
+    fullTickUs.push(Number(process.hrtime.bigint() - f0) / 1000);
+}
+
 process.stdout.write(JSON.stringify({
     version: "5.0.34",
     patch_us: median(encodeUs),
@@ -68,6 +80,8 @@ process.stdout.write(JSON.stringify({
     mutate_us: median(mutateUs),
     patch_bytes: bytes / ticks,
     full_us: fullUs,
+    full_tick_us: median(fullTickUs),
     full_bytes: fullBytes,
     sample_patch: sample,
+    full_hex: fullHex,
 }) + "\n");

@@ -5,6 +5,11 @@ runs every 50 ms per room, so this is the per-room budget that matters). Reports
 encode, bytes per patch, the full-state encode, and the ratio to Node. It is a benchmark, not a
 test: run it by hand.
 
+Full states are measured three ways: repeated with no change in between (greenroom then reuses
+every structure's cached block), right after a tick (the blocks of the structures that changed
+are rebuilt: what a client joining a running room costs), and with nothing cached (the first
+client of a room; compared to Node's ordinary full encode, which caches nothing).
+
     python benchmarks/schema_encode.py [--players 1000] [--moving 100] [--ticks 500]
 """
 
@@ -54,6 +59,7 @@ def run_python(players: int, moving: int, ticks: int, warmup: int) -> dict:
     keys = [f"p{i}" for i in range(players)]
     table = state.players
 
+    full_hex = encode_all(tracker).hex()
     reps = 200
     for _ in range(20):
         encode_all(tracker)
@@ -89,10 +95,30 @@ def run_python(players: int, moving: int, ticks: int, warmup: int) -> dict:
                 total_bytes += len(patch)
     finally:
         gc.enable()
+    # full state right after a tick (what a client joining a running room costs): encode_all
+    # reuses the cached blocks of the structures that did not change since its last call
+    full_tick_us: list[float] = []
+    for tick in range(warmup + ticks + 1, warmup + ticks + 101):
+        mutate(tick)
+        encode_patch(tracker)
+        start = time.perf_counter_ns()
+        encode_all(tracker)
+        full_tick_us.append((time.perf_counter_ns() - start) / 1000)
+
+    # cold full state: no cached block at all (the first client of a room)
+    nodes = [state._gr, table._gr] + [player._gr for player in table.values()]
+    cold_us: list[float] = []
+    for _ in range(50):
+        for node in nodes:
+            node.full = None
+        start = time.perf_counter_ns()
+        encode_all(tracker)
+        cold_us.append((time.perf_counter_ns() - start) / 1000)
     return {"patch_us": statistics.median(encode_us), "patch_mean_us": statistics.fmean(encode_us),
             "mutate_us": statistics.median(mutate_us),
             "patch_bytes": total_bytes / ticks, "full_us": full_us, "full_bytes": len(full),
-            "sample_patch": sample}
+            "full_tick_us": statistics.median(full_tick_us), "full_cold_us": statistics.median(cold_us),
+            "sample_patch": sample, "full_hex": full_hex}
 
 
 class SecretPlayer(Schema):
@@ -164,9 +190,9 @@ def main() -> None:
           f"(after {args.warmup} warm-up ticks); Python {sys.version.split()[0]}")
     print(f"{'':28}{'greenroom':>12}{'schema 5 (node)':>18}{'ratio':>8}")
 
-    def row(label: str, key: str, unit: str) -> None:
+    def row(label: str, key: str, unit: str, node_key: str | None = None) -> None:
         ours = py[key]
-        theirs = node[key] if node else None
+        theirs = node[node_key or key] if node else None
         ratio = f"{ours / theirs:7.1f}x" if theirs else "      -"
         theirs_text = f"{theirs:14.1f} {unit}" if theirs is not None else f"{'-':>16}"
         print(f"{label:28}{ours:9.1f} {unit}{theirs_text}{ratio}")
@@ -176,10 +202,15 @@ def main() -> None:
     row(f"{2 * args.moving + 1} assignments", "mutate_us", "µs")
     row("patch size", "patch_bytes", "B ")
     row("full state encode", "full_us", "µs")
+    row("full state after a tick", "full_tick_us", "µs")
+    # @colyseus/schema keeps no per-structure cache: its cold encode is its ordinary one
+    row("full state, nothing cached", "full_cold_us", "µs", "full_us")
     row("full state size", "full_bytes", "B ")
     if node:
         same = py["sample_patch"] == node["sample_patch"]
         print(f"first measured patch byte-identical to schema 5: {'yes' if same else 'NO'}")
+        same = py["full_hex"] == node["full_hex"]
+        print(f"full state byte-identical to schema 5: {'yes' if same else 'NO'}")
     for clients in args.views:
         us = run_views(args.players, args.moving, min(args.ticks, 300), args.warmup, clients)
         print(f"with a private field, {clients:3} clients with views: {us:8.1f} µs per tick "

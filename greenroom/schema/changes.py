@@ -13,6 +13,11 @@ A structure attached during a tick is *new*: it records nothing and is sent whol
 operation that introduces it. A structure whose last link is removed is detached and forgets its
 refId; attached again it gets a fresh one, so a client never sees a refId whose contents it might
 hold stale (refIds are never reused).
+
+``Node.full`` caches the structure's full-state block (encoder.full_block). Every mutation of a
+tracked, not-new structure creates ``pending``, a block is cached only while ``pending`` is None,
+and every place that resets ``pending`` (or attaches/detaches) drops the cache: so a cached block
+is always that of the current contents, without any cost on the assignment path.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ class Node:
     """Tracking data of one structure; lives at ``structure._gr``."""
 
     __slots__ = ("ref", "kind", "tracker", "refid", "rid", "head", "refcount", "pending", "new",
-                 "parent", "pindex", "len0", "cleared", "gate")
+                 "parent", "pindex", "len0", "cleared", "gate", "full")
 
     def __init__(self, ref: Any, kind: int) -> None:
         self.ref = ref
@@ -52,6 +57,8 @@ class Node:
         self.len0 = 0          # arrays: length when first touched this tick
         self.cleared = False   # arrays: an operation other than append/set/pop happened this tick
         self.gate: Field | None = None  # maps: the private field whose entries are filtered
+        # encode_all's cache: (the slots as ADD, child nodes), see encoder.full_block
+        self.full: tuple[bytes, list[Node]] | None = None
 
     def __repr__(self) -> str:
         return f"<Node {type(self.ref).__name__} refId={self.refid}>"
@@ -124,6 +131,7 @@ class ChangeTracker:
         for node in self.queue:
             node.pending = None
             node.cleared = False
+            node.full = None
         for node in self.new_nodes:
             node.new = False
         self.queue = []
@@ -136,6 +144,7 @@ class ChangeTracker:
             for node in self.queue:
                 node.pending = None
                 node.cleared = False
+                node.full = None
         for node in self.new_nodes:
             node.new = False
         self.queue = []
@@ -179,6 +188,7 @@ def attach(tracker: ChangeTracker, node: Node, parent: Node | None, pindex: int,
     node.pending = None
     node.cleared = False
     node.gate = gate
+    node.full = None
     ref = node.ref
     if node.kind == SCHEMA_NODE:
         d = ref.__dict__
@@ -207,6 +217,7 @@ def detach(node: Node) -> None:
     node.parent = None
     node.cleared = False
     node.gate = None
+    node.full = None
     for child, _ in child_nodes(node):
         if child.tracker is tracker:
             detach(child)

@@ -16,6 +16,10 @@ from ..protocol.primitives import encode_number, encode_string
 from .changes import ABSENT, MAP_NODE, SCHEMA_NODE, ChangeTracker, Node
 from .errors import EncodeError
 from .fields import OP_ADD, OP_CLEAR, OP_DELETE, OP_DELETE_AND_ADD, OP_REPLACE, REF, TYPE_ID
+from .types import INT_BYTES as _INT_BYTES
+from .types import INT_TABLE_SIZE as _INT_TABLE_SIZE
+from .types import pack_f32 as _pack_f32
+from .types import unpack_f32 as _unpack_f32
 
 _ADD = bytes([OP_ADD])
 _REPLACE = bytes([OP_REPLACE])
@@ -251,42 +255,76 @@ def encode_patch(state: ChangeTracker | Any) -> bytes:
         if root.new:
             _emit_new(root, out, type_ids)
         children: list[Node] = []
+        # Hot loop: everything it needs is a local. Schema instances (the bulk of a game's
+        # patches) are written inline, ``number`` fields included (the steps of
+        # ``types.fast_number`` without its call); maps and arrays go to write_pending.
+        pack_f32 = _pack_f32
+        unpack_f32 = _unpack_f32
+        int_bytes = _INT_BYTES
+        int_table_size = _INT_TABLE_SIZE
+        absent = ABSENT
         for node in tracker.queue:
             pending = node.pending
             if pending is None or node.new or node.tracker is not tracker:
                 continue
             node.pending = None
+            node.full = None           # its full-state block changed (changes.py)
             start = len(out)
             if start or node.refid:
                 out += node.head
-            mark = len(out)
-            if node.kind == SCHEMA_NODE:
+            if node.kind:              # MAP_NODE / ARRAY_NODE (SCHEMA_NODE is 0)
+                mark = len(out)
+                write_pending(node, pending, out, type_ids, children)
+                node.cleared = False
+                if len(out) == mark:
+                    del out[start:]
+            else:                      # SCHEMA_NODE
                 ref = node.ref
                 d = ref.__dict__
-                wire = ref._gr_wire
+                table = ref._gr_patch
+                wrote = False
                 for index, marker in pending.items():
-                    name, add_op, encode, fd = wire[index]
+                    name, add_op, number, encode, fd = table[index]
                     value = d[name]
-                    if encode is not None and value is not None:
+                    if value is None:
+                        if marker != absent:
+                            out += fd.delete_op
+                            wrote = True
+                        continue
+                    if number:
+                        wrote = True
+                        out += add_op
+                        cls = value.__class__
+                        if cls is int:
+                            if 0 <= value < int_table_size:
+                                out += int_bytes[value]
+                                continue
+                        elif cls is float and not value.is_integer():
+                            try:
+                                packed = pack_f32(value)
+                            except OverflowError:
+                                packed = None
+                            if packed is not None and -1e-4 < unpack_f32(packed)[0] - value < 1e-4:
+                                out += b"\xca"
+                                out += packed
+                                continue
+                        out += encode(value)
+                    elif number is not None:   # another primitive
+                        wrote = True
                         out += add_op
                         out += encode(value)
-                    elif value is None:
-                        if marker != ABSENT:
-                            out += fd.delete_op
-                    else:
+                    else:                      # a structure
                         child = value._gr
                         if marker == child.refid:
                             continue
-                        out += add_op if marker == ABSENT else fd.dna_op
+                        wrote = True
+                        out += add_op if marker == absent else fd.dna_op
                         out += child.rid
                         if fd.schema_cls is not None and value.__class__ is not fd.schema_cls:
                             out += type_id_suffix(value, fd.schema_cls, type_ids)
                         children.append(child)
-            else:
-                write_pending(node, pending, out, type_ids, children)
-                node.cleared = False
-            if len(out) == mark:
-                del out[start:]
+                if not wrote:
+                    del out[start:]
             if children:
                 for child in children:
                     if child.new:
@@ -307,7 +345,8 @@ def encode_all(state: ChangeTracker | Any, order: Dialect | str = Dialect.V5) ->
     bytes), V3 is by refId (the 0.16 server's bytes); every official decoder accepts both.
     """
     tracker = tracker_of(state)
-    out = bytearray()
+    parts: list[bytes] = []
+    append = parts.append
     type_ids = tracker.type_ids
     root = tracker.state._gr
     node = root
@@ -317,35 +356,85 @@ def encode_all(state: ChangeTracker | Any, order: Dialect | str = Dialect.V5) ->
             heap: list[tuple[int, Node]] = [(root.refid, root)]
             while heap:
                 _, node = heapq.heappop(heap)
-                for child in _write_block(node, out, type_ids):
+                full = node.full
+                if full is None or node.pending is not None:
+                    full = full_block(node, type_ids)
+                block, children = full
+                if block:
+                    if parts or node.refid:
+                        append(node.head)
+                    append(block)
+                for child in children:
                     if child.refid not in seen:
                         seen.add(child.refid)
                         heapq.heappush(heap, (child.refid, child))
         else:
             seen = {root.refid}
             stack: list[Node] = [root]
+            pop = stack.pop
+            push = stack.append
             while stack:
-                node = stack.pop()
-                children = _write_block(node, out, type_ids)
-                for child in reversed(children):
-                    if child.refid not in seen:
-                        seen.add(child.refid)
-                        stack.append(child)
+                node = pop()
+                full = node.full
+                if full is None or node.pending is not None:
+                    full = full_block(node, type_ids)
+                block, children = full
+                if block:
+                    if parts or node.refid:
+                        append(node.head)
+                    append(block)
+                if children:
+                    for child in reversed(children):
+                        if child.refid not in seen:
+                            seen.add(child.refid)
+                            push(child)
     except Exception as exc:
         raise EncodeError(f"cannot encode the full state{_where(node)}: {exc!r}") from exc
-    return bytes(out)
+    return b"".join(parts)
 
 
-def _write_block(node: Node, out: bytearray, type_ids: dict[type, int]) -> list[Node]:
-    start = len(out)
-    if start or node.refid:
-        out += node.head
-    mark = len(out)
-    children: list[Node] = []
-    write_full(node, out, type_ids, children)
-    if len(out) == mark:
-        del out[start:]
-    return children
+_NO_CHILDREN: list[Node] = []
+
+
+def full_block(node: Node, type_ids: dict[type, int]) -> tuple[bytes, list[Node]]:
+    """``node``'s slots as ADD (no SWITCH header) and its child structures, cached on the node.
+
+    The cache is kept only while the node has no pending operations (see changes.py for why it
+    is then always current); the returned list must not be modified.
+    """
+    if node.kind:                      # MAP_NODE / ARRAY_NODE (SCHEMA_NODE is 0)
+        out = bytearray()
+        children: list[Node] = []
+        write_full(node, out, type_ids, children)
+        full = (bytes(out), children or _NO_CHILDREN)
+    else:                              # SCHEMA_NODE: write_full's loop, specialised
+        ref = node.ref
+        d = ref.__dict__
+        parts: list[bytes] = []
+        append = parts.append
+        children = _NO_CHILDREN
+        for name, add_op, number, encode, fd in ref._gr_patch:
+            value = d[name]
+            if value is None:
+                continue
+            append(add_op)
+            if number is not None:
+                if number and value.__class__ is int and 0 <= value < _INT_TABLE_SIZE:
+                    append(_INT_BYTES[value])
+                else:
+                    append(encode(value))
+                continue
+            child = value._gr
+            append(child.rid)
+            if fd.schema_cls is not None and value.__class__ is not fd.schema_cls:
+                append(type_id_suffix(value, fd.schema_cls, type_ids))
+            if children is _NO_CHILDREN:
+                children = []
+            children.append(child)
+        full = (b"".join(parts), children)
+    if node.pending is None and not node.new:
+        node.full = full
+    return full
 
 
 def _where(node: Node | None) -> str:

@@ -14,6 +14,7 @@ from .changes import ABSENT, PRESENT, SCHEMA_NODE, Node, attach, detach, validat
 from .collections import coerce_value
 from .errors import SchemaDefinitionError
 from .fields import GATE_ENTRIES, GATE_FIELD, MAX_FIELDS, Field
+from .types import fast_number
 
 
 class Schema:
@@ -29,6 +30,7 @@ class Schema:
     _gr_gated_indexes: ClassVar[frozenset[int]] = frozenset()
     _gr_base: ClassVar[type | None] = None
     _gr_wire: ClassVar[tuple[tuple[str, bytes, Any, Field], ...]] = ()
+    _gr_patch: ClassVar[tuple[tuple[str, bytes, int | None, Any, Field], ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -64,9 +66,18 @@ class Schema:
         cls._gr_gated_fields = tuple(fd for fd in fields if fd.gate == GATE_FIELD)
         cls._gr_entry_gates = tuple(fd for fd in fields if fd.gate == GATE_ENTRIES)
         cls._gr_gated_indexes = frozenset(fd.index for fd in cls._gr_gated_fields)
-        # what the patch loop reads per field, unpacked from one tuple (name, ADD byte,
-        # value encoder or None for structures, the Field)
+        # what write_full and the filtered encoders read per field, unpacked from one tuple
+        # (name, ADD byte, value encoder or None for structures, the Field)
         cls._gr_wire = tuple((fd.name, fd.add_op, fd.encode, fd) for fd in fields)
+        # encode_patch's and full_block's view of a field: (name, ADD byte, 1 for "number"
+        # (encoded inline) / 0 for another primitive / None for a structure, value encoder,
+        # the Field)
+        cls._gr_patch = tuple(
+            (fd.name, fd.add_op, None if fd.is_ref else int(fd.encode is fast_number), fd.encode, fd)
+            for fd in fields)
+        # the fast assignment path, unless the class (or a parent) defines its own __setattr__
+        if getattr(cls.__setattr__, "_gr_generated", False) or cls.__setattr__ is Schema.__setattr__:
+            cls.__setattr__ = _fast_setattr(cls)
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         if cls is Schema:
@@ -163,3 +174,45 @@ class Schema:
         inner = ", ".join(f"{fd.name}={d[fd.name]!r}" for fd in self._gr_fields)
         return f"{type(self).__name__}({inner})"
 
+
+def _fast_setattr(cls: type[Schema]) -> Any:
+    """``cls.__setattr__``: ``Schema.__setattr__`` with the primitive-field path specialised.
+
+    Assigning a primitive field is what game code does most; this version finds the field's
+    facts in one dict lookup with the class's tables bound in the closure (no attribute lookups
+    on the instance or the Field) and records the change as ``Schema.__setattr__`` does.
+    Structures and other attributes go to ``Schema.__setattr__``. A class that defines its own
+    ``__setattr__`` keeps it (and its subclasses do not get a generated one either).
+    """
+    table = {fd.name: (fd.index, fd.fast, fd.check) for fd in cls._gr_fields if not fd.is_ref}
+    get = table.get
+    generic = Schema.__setattr__
+
+    def __setattr__(self: Schema, name: str, value: Any) -> None:
+        entry = get(name)
+        if entry is None:
+            generic(self, name, value)
+            return
+        index, fast, check = entry
+        if value.__class__ not in fast and value is not None:
+            try:
+                value = check(value)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{type(self).__name__}.{name}: {exc}") from None
+        d = self.__dict__
+        old = d[name]
+        if old == value and (old is value or old.__class__ is value.__class__):
+            return
+        d[name] = value
+        node = d["_gr"]
+        pending = node.pending
+        if pending is not None:          # already touched this tick (so tracked, not new)
+            if index not in pending:
+                pending[index] = ABSENT if old is None else PRESENT
+        elif node.tracker is not None and not node.new:
+            node.pending = {index: ABSENT if old is None else PRESENT}
+            node.tracker.queue.append(node)
+
+    __setattr__._gr_generated = True  # type: ignore[attr-defined]
+    __setattr__.__qualname__ = f"{cls.__qualname__}.__setattr__"
+    return __setattr__

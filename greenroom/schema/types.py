@@ -15,12 +15,14 @@ from typing import Any
 
 from ..protocol.primitives import decode_number, decode_string, encode_number, encode_string
 
-_pack_f32 = struct.Struct("<f").pack
-_unpack_f32 = struct.Struct("<f").unpack
+pack_f32 = _pack_f32 = struct.Struct("<f").pack
+unpack_f32 = _unpack_f32 = struct.Struct("<f").unpack
 _pack_f64 = struct.Struct("<d").pack
 _pack_u16 = struct.Struct("<H").pack
-_SMALL = [bytes([i]) for i in range(128)]
-_UINT8 = [b"\xcc" + bytes([i]) for i in range(256)]
+# Non-negative integers below this bound are looked up, not encoded (values, refIds, indexes).
+INT_TABLE_SIZE = 4096
+INT_BYTES: list[bytes] = [encode_number(i) for i in range(INT_TABLE_SIZE)]
+_F32_TOLERANCE = 1e-4
 
 
 def fast_number(value: Any) -> bytes:
@@ -28,25 +30,43 @@ def fast_number(value: Any) -> bytes:
 
     The patch loop spends most of its time here; the result is byte-for-byte that of
     ``protocol.primitives.encode_number`` (the tests compare both on random values).
+    ``encoder.encode_patch`` and ``encoder.full_block`` inline the same steps for ``number``
+    fields: keep them in step.
     """
     cls = value.__class__
     if cls is int:
-        if 0 <= value < 128:
-            return _SMALL[value]
-        if 0 < value < 256:
-            return _UINT8[value]
+        if 0 <= value < INT_TABLE_SIZE:
+            return INT_BYTES[value]
         if 0 < value < 65536:
             return b"\xcd" + _pack_u16(value)
         return encode_number(value)
-    if cls is float and value - value == 0.0 and not value.is_integer():
+    # NaN and ±inf are not "integers" either: the float32 test below fails for them (inf - inf is
+    # NaN) and they go to the reference encoder.
+    if cls is float and not value.is_integer():
         try:
             packed = _pack_f32(value)
-        except OverflowError:
+        except OverflowError:      # finite but beyond float32: never within 1e-4
+            packed = None
+        if packed is not None:
+            # |float32(v)| vs |v|: both have v's sign (or are 0), so the difference of absolute
+            # values is the plain difference
+            if -_F32_TOLERANCE < _unpack_f32(packed)[0] - value < _F32_TOLERANCE:
+                return b"\xca" + packed
+        if value - value == 0.0:
             return b"\xcb" + _pack_f64(value)
-        if abs(abs(_unpack_f32(packed)[0]) - abs(value)) < 1e-4:
-            return b"\xca" + packed
-        return b"\xcb" + _pack_f64(value)
     return encode_number(value)
+
+
+_STR_HEADS = [bytes([0xA0 | n]) for n in range(32)]
+
+
+def fast_string(value: Any) -> bytes:
+    """``encode_string`` for a str (what a checked string field holds), without its branches."""
+    data = value.encode()
+    n = len(data)
+    if n < 32:
+        return _STR_HEADS[n] + data
+    return encode_string(value)
 
 
 def _check_string(value: Any) -> str:
@@ -146,7 +166,7 @@ class Primitive:
 
 def _build() -> dict[str, Primitive]:
     table = {
-        "string": Primitive("string", _check_string, encode_string, decode_string, (str,)),
+        "string": Primitive("string", _check_string, fast_string, decode_string, (str,)),
         "number": Primitive("number", _check_number, fast_number, decode_number, (int, float)),
         "boolean": Primitive("boolean", _check_boolean, _encode_boolean, _decode_boolean, (bool,)),
     }
