@@ -51,3 +51,30 @@ def test_malformed_payloads_raise_payload_error(hexdata):
 def test_depth_limit():
     with pytest.raises(PayloadError, match="deeper"):
         unpack(bytes.fromhex("d4724091a161" + "91" * 100 + "c0"))
+
+
+# A payload that is one record takes a C fast path; these must come out as the walker decodes
+# them (the walker is the reference: it is what the vectors above were checked with).
+FAST_PATH_VECTORS = [
+    "d4724093a178a179a46e616d65cb402900000000000007a8706c617965722d31",  # {x, y, name}
+    "d4724092a161a16293010203c0",                 # {a: [1, 2, 3], b: null}
+    "d4724091a16181a162c3",                       # {a: {b: true}} (a plain map inside)
+    "d4724091a170" + "4001",                      # {p: {p: 1}}: a reference to the top record
+    "d4724092a161a16291" + "40010203",            # {a: [{a: 1, b: 2}], b: 3}: same, in an array
+    "d4724092a170a171" + "d4724191a17a01" + "41" + "02",  # nested definitions
+    "d4724091a164d6ff00000000",                   # {d: Date(0)}
+    "d4724091a175d40000",                         # {u: undefined}
+    "d4724091a161" + "91" * 61 + "c0",            # deep, but under the limit
+]
+
+
+@pytest.mark.parametrize("hexdata", FAST_PATH_VECTORS)
+def test_top_level_record_fast_path_agrees_with_the_walker(hexdata):
+    from greenroom.protocol.msgpackr import _RecordReader
+
+    data = bytes.fromhex(hexdata)
+    assert unpack(data) == _RecordReader(data).read()
+
+
+def test_nested_reference_to_the_top_record_is_decoded_as_a_record():
+    assert unpack(bytes.fromhex("d4724091a1704001")) == {"p": {"p": 1}}
