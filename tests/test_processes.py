@@ -103,3 +103,24 @@ def test_simultaneous_first_joins_on_both_processes_open_one_room(cluster):
     jobs = [gevent.spawn(clients[i % 2].join_or_create, "slow", {}, 30) for i in range(4)]
     gevent.joinall(jobs, timeout=60, raise_error=True)
     assert len({job.value.room_id for job in jobs}) == 1
+
+
+def test_a_new_room_is_created_on_the_least_loaded_process(cluster, redis_url):
+    from greenroom.presence import RedisPresence
+    from greenroom.registry import ProcessRegistry
+
+    _, (proc_a, port_a), (proc_b, port_b), _ = cluster
+    on_a = Client(f"ws://127.0.0.1:{port_a}")
+    first = on_a.create("capped")
+    assert welcome_pid(first) == proc_a.pid  # equal load: the process asked creates it
+    presence = RedisPresence(redis_url)
+    observer = ProcessRegistry(presence, "observer")
+    try:
+        with gevent.Timeout(10, AssertionError("A's heartbeat never reported its client")):
+            while not any(info.ccu >= 1 for info in observer.alive_processes()):
+                gevent.sleep(0.1)
+    finally:
+        presence.close()
+    second = on_a.create("capped")  # A now carries a client, B none: B creates the room
+    assert welcome_pid(second) == proc_b.pid
+    assert second.reservation.public_address == f"127.0.0.1:{port_b}"
