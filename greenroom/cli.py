@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                        choices=["debug", "info", "warning", "error"])
     serve.add_argument("--shutdown-timeout", type=float, default=10.0,
                        help="seconds rooms get to close on SIGTERM (default 10)")
+    serve.add_argument("--access-log", action="store_true",
+                       help="log one line per HTTP request (logger greenroom.access)")
     serve.add_argument("--redis-url", help="presence shared by several processes "
                        "(sets GREENROOM_REDIS_URL; default: one process, in memory)")
     serve.add_argument("--mongo-uri", help="room listings in MongoDB (sets GREENROOM_MONGO_URI)")
@@ -120,10 +122,12 @@ def main(argv: list[str] | None = None) -> int:
         listener = gsocket.socket(gsocket.AF_UNIX, gsocket.SOCK_STREAM)
         listener.bind(args.bind)
         listener.listen(1024)
-        server.serve_forever(listener=listener, shutdown_timeout=args.shutdown_timeout)
+        server.serve_forever(listener=listener, shutdown_timeout=args.shutdown_timeout,
+                             log_requests=args.access_log)
     else:
         host, port = args.bind
-        server.serve_forever(host, port, shutdown_timeout=args.shutdown_timeout)
+        server.serve_forever(host, port, shutdown_timeout=args.shutdown_timeout,
+                             log_requests=args.access_log)
     return 0
 
 

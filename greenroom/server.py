@@ -212,7 +212,8 @@ class Server:
         apply()
         self._wsgi_server = WSGIServer(listener if listener is not None else (host, port),
                                        self.wsgi_app, handler_class=Handler,
-                                       log=log if log_requests else None, error_log=log)
+                                       log=logging.getLogger("greenroom.access") if log_requests
+                                       else None, error_log=log)
         self._wsgi_server.start()
         bound_host = self._wsgi_server.server_host
         if self.distributed and not self.public_address and bound_host not in ("0.0.0.0", "::", ""):
@@ -222,9 +223,9 @@ class Server:
         return self._wsgi_server
 
     def serve_forever(self, host: str = "127.0.0.1", port: int = 2567, *, listener: Any = None,
-                      shutdown_timeout: float = 10.0) -> None:
+                      shutdown_timeout: float = 10.0, log_requests: bool = False) -> None:
         """Serve until SIGTERM/SIGINT, then shut down gracefully (clients closed with 4001)."""
-        server = self.listen(host, port, listener=listener)
+        server = self.listen(host, port, listener=listener, log_requests=log_requests)
         log.info("greenroom %s listening on %s:%s (process %s, dialect %s)", _version(),
                  server.server_host, server.server_port, self.process_id, self.dialect.value)
         for signum in (signal.SIGTERM, signal.SIGINT):

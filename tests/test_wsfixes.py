@@ -12,6 +12,7 @@ if not monkey.is_module_patched("socket"):  # tests/conftest.py normally did it 
 
 import base64  # noqa: E402
 import json  # noqa: E402
+import logging  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
@@ -731,6 +732,24 @@ def test_connections_are_served_with_nagle_off(server):
     server.client("/nodelay")
     kind, value = server.next_event()
     assert kind == "nodelay" and value != 0
+
+
+def test_requests_reach_the_access_log_only_when_the_server_has_one(caplog):
+    # WSGIServer(log=None) means no access log; the base class logged each request at INFO anyway
+    for log in (None, logging.getLogger("test.access")):
+        server = WSGIServer(("127.0.0.1", 0), make_app(None), handler_class=wsfixes.Handler,
+                            log=log, error_log=None)
+        server.start()
+        with caplog.at_level(logging.INFO):
+            caplog.clear()
+            client = RawClient(server.address, 5.0)
+            client.sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            client.read_response()
+            server.stop(timeout=5)  # waits for the handler, which logs after its response
+            lines = [r for r in caplog.records if "GET /echo" in r.getMessage()]
+        assert len(lines) == (0 if log is None else 1)
+        if log is not None:
+            assert lines[0].name == "test.access"
 
 
 # --------------------------------------------------------------------------------------------

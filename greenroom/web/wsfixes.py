@@ -54,6 +54,7 @@ import geventwebsocket
 import geventwebsocket.handler as _gws_handler
 import geventwebsocket.websocket as _gws_websocket
 from gevent.lock import Semaphore
+from gevent.pywsgi import WSGIHandler
 from geventwebsocket.exceptions import FrameTooLargeException, ProtocolError, WebSocketError
 from geventwebsocket.handler import Client, WebSocketHandler
 from geventwebsocket.websocket import Header, Stream
@@ -676,6 +677,15 @@ class Handler(WebSocketHandler):
             except OSError:  # the peer is already gone; handle() finds out by itself
                 pass
         super().handle()
+
+    def log_request(self) -> None:
+        """An access-log line goes to the server's access log (``WSGIServer(log=...)``, which
+        ``Server.listen(log_requests=True)`` sets), so there is none unless one was asked for.
+        The base class wrote every request at INFO to its own logger whatever the server was
+        given: at ``greenroom serve``'s default level that was 10% of a join's CPU. Upgrades
+        (101) are left out, as the base class did."""
+        if "101" not in str(self.status):
+            WSGIHandler.log_request(self)
 
     @property
     def logger(self) -> logging.Logger:
