@@ -120,8 +120,8 @@ def fmt(value: Any) -> str:
     return f"{value:.2f}"
 
 
-def fmt_ratio(ratio: float | None) -> str:
-    return "–" if ratio is None else f"{ratio:.2f}×"
+def fmt_ratio(ratio: float | None, digits: int = 2) -> str:
+    return "–" if ratio is None else f"{ratio:.{digits}f}×"
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -146,7 +146,8 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for goal in report["goals"]:
         met = {True: "yes", False: "**no**", None: "–"}[goal["met"]]
-        lines.append(f"| {goal['goal']} | {fmt_ratio(goal['ratio'])} | {met} |")
+        # three digits: a goal missed by a hair must not read "1.00×, no" without showing why
+        lines.append(f"| {goal['goal']} | {fmt_ratio(goal['ratio'], 3)} | {met} |")
     for entry in report["scenarios"].values():
         lines += ["", f"## {entry['title']}", "",
                   "| metric | greenroom | Colyseus | greenroom / Colyseus | better |",
