@@ -67,9 +67,12 @@ class ProcessRegistry:
         lease: float = DEFAULT_LEASE,
         load: Load | None = None,
         driver: Driver | None = None,
+        on_renewed: Callable[[int], None] | None = None,
         prefix: str = "greenroom:process",
     ) -> None:
-        """``load()`` returns (rooms, ccu) at each beat; ``driver`` gets its leases renewed."""
+        """``load()`` returns (rooms, ccu) at each beat; ``driver`` gets its leases renewed and
+        ``on_renewed(count)`` hears how many listings that renewal found (fewer than the process
+        holds: a backend lost some, and the owner should list them again)."""
         if lease < 2 * heartbeat:
             raise ValueError(f"lease ({lease}s) must cover at least two heartbeats ({heartbeat}s)")
         self.presence = presence
@@ -79,6 +82,7 @@ class ProcessRegistry:
         self.prefix = prefix
         self.info = ProcessInfo(process_id, address=address, public_address=public_address)
         self._load = load
+        self._on_renewed = on_renewed
         self._stopping = gevent.event.Event()
         self._beater: gevent.Greenlet | None = None
         self._failing = False
@@ -133,7 +137,9 @@ class ProcessRegistry:
         )
         self.presence.hset(self._seen_key, self.process_id, repr(self.info.updated_at))
         if self.driver is not None:
-            self.driver.renew(self.process_id, self.lease)
+            renewed = self.driver.renew(self.process_id, self.lease)
+            if self._on_renewed is not None:
+                self._on_renewed(renewed)
 
     def _beat_forever(self) -> None:
         while not self._stopping.wait(self.heartbeat):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import time
 import weakref
 from collections.abc import Mapping
 from typing import Any
@@ -103,7 +102,8 @@ class Server:
 
             rpc = RPC(self.presence, process_id, timeout=rpc_timeout)
             registry = ProcessRegistry(self.presence, process_id, public_address=self.public_address,
-                                       heartbeat=self.heartbeat, lease=self.lease, load=self._load)
+                                       heartbeat=self.heartbeat, lease=self.lease, load=self._load,
+                                       driver=self.driver, on_renewed=self._listings_renewed)
         self.registry = registry
         self.matchmaker = MatchMaker(self.driver, process_id=process_id, presence=self.presence,
                                      public_address=self.public_address, rpc=rpc, registry=registry,
@@ -118,7 +118,6 @@ class Server:
         self._wsgi_server: Any = None
         self._started = False
         self._shut_down = False
-        self._maintainer: Any = None
         _servers.add(self)
 
     @property
@@ -152,8 +151,7 @@ class Server:
             return
         self._started = True
         self.matchmaker.rpc.start()
-        self.registry.beat()
-        self._maintainer = gevent.spawn(self._maintain)
+        self.registry.start()  # heartbeats our entry and listing leases; reaps dead processes
         log.info("process %s joined the deployment (presence %s, driver %s, lease %gs)",
                  self.process_id, type(self.presence).__name__, type(self.driver).__name__, self.lease)
 
@@ -161,33 +159,13 @@ class Server:
         rooms = self.matchmaker.rooms.values()
         return len(rooms), sum(len(room.clients) for room in rooms)
 
-    def _maintain(self) -> None:
-        """Heartbeat: our registry entry and listing leases; re-list rooms a backend lost; reap."""
-        failing = False
-        last_reap = 0.0
-        while not self._stopped.wait(self.heartbeat):
-            try:
-                self.registry.beat()
-                renewed = self.driver.renew(self.process_id, self.lease)
-                if renewed < len(self.matchmaker.rooms):
-                    log.info("process %s: %d of %d listings were missing; listing them again",
-                             self.process_id, len(self.matchmaker.rooms) - renewed,
-                             len(self.matchmaker.rooms))
-                    self.matchmaker.resync_listings()
-                if time.monotonic() - last_reap >= self.lease:
-                    last_reap = time.monotonic()
-                    for dead in self.registry.reap():
-                        self.driver.cleanup(dead)
-            except Exception as exc:  # noqa: BLE001 - keep beating; say it once
-                if not failing:
-                    log.warning("process %s: heartbeat failed (%s: %s); rooms keep playing, "
-                                "matchmaking answers 503 until the backend is back",
-                                self.process_id, type(exc).__name__, exc)
-                failing = True
-            else:
-                if failing:
-                    log.warning("process %s: heartbeat recovered", self.process_id)
-                failing = False
+    def _listings_renewed(self, renewed: int) -> None:
+        """After each heartbeat: list again the rooms a backend outage lost."""
+        held = len(self.matchmaker.rooms)
+        if renewed < held:
+            log.info("process %s: %d of %d listings were missing; listing them again",
+                     self.process_id, held - renewed, held)
+            self.matchmaker.resync_listings()
 
     def health(self) -> dict[str, Any]:
         rooms = list(self.matchmaker.rooms.values())
@@ -247,8 +225,6 @@ class Server:
         self._shut_down = True
         self._stopped.set()
         self.matchmaker.shutdown(timeout)
-        if self._maintainer is not None:
-            self._maintainer.join(timeout=self.heartbeat + 1)
         if self.registry is not None:
             self.registry.stop(unregister=True)
         if self.matchmaker.rpc is not None:
