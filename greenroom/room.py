@@ -45,7 +45,6 @@ class Reservation:
     options: dict[str, Any]
     expires: Timer | None = None
     reconnect: Client | None = None  # the client whose seat this reclaims
-    auth: Any = None
 
 
 @dataclass(slots=True)
@@ -160,11 +159,10 @@ class Room:
 
     @staticmethod
     def _serializer_for(state: Any) -> Serializer:
-        try:
-            from .schema import Schema, SchemaSerializer
-        except ImportError:  # pragma: no cover - the schema package ships with greenroom
-            Schema = SchemaSerializer = None  # noqa: N806
-        if Schema is not None and isinstance(state, Schema):
+        # Imported on first use: rooms without state never load the schema package.
+        from .schema import Schema, SchemaSerializer
+
+        if isinstance(state, Schema):
             return SchemaSerializer()
         raise TypeError(f"room state must be a greenroom.schema.Schema, not {type(state).__name__}")
 
@@ -327,14 +325,14 @@ class Room:
     def _has_free_seat(self) -> bool:
         return self.max_clients is None or self._seats_taken < self.max_clients
 
-    def _reserve_seat(self, session_id: str, options: dict[str, Any], *, allow_locked: bool = False,
+    def _reserve_seat(self, session_id: str, options: dict[str, Any], *,
                       reconnect: Client | None = None) -> bool:
         """Claim a seat for ``session_id``; False when full, locked or disposed. Never yields
         before the claim is recorded, so concurrent callers cannot both take the last seat."""
         if self._disposing or self._closing or session_id in self._reserved:
             return False
         if reconnect is None:
-            if (self._locked_manually and not allow_locked) or not self._has_free_seat():
+            if self._locked_manually or not self._has_free_seat():
                 return False
         reservation = Reservation(session_id, options, reconnect=reconnect)
         self._reserved[session_id] = reservation
@@ -361,10 +359,12 @@ class Room:
         self._seats_changed()
         self._maybe_dispose()
 
-    def _release_reservation(self, session_id: str) -> None:
+    def _release_reservation(self, session_id: str) -> Reservation | None:
+        """Take a reservation out of the room and stop its expiry timer."""
         reservation = self._reserved.pop(session_id, None)
         if reservation is not None and reservation.expires is not None:
             reservation.expires.clear()
+        return reservation
 
     def _seats_changed(self) -> None:
         full = not self._has_free_seat()
@@ -392,13 +392,11 @@ class Room:
         if reconnection_token and previous is not None and previous.token == reconnection_token:
             self._release_reservation(session_id)  # manual reconnect reserved it over HTTP
             return self._resume(previous, client, skip_handshake)
-        reservation = self._reserved.pop(session_id, None)
+        reservation = self._release_reservation(session_id)
         if reservation is None or self._disposing or self._closing:
             if reconnection_token:
                 raise SeatReservationError("reconnection token invalid or expired.")
             raise SeatReservationError("seat reservation expired.")
-        if reservation.expires is not None:
-            reservation.expires.clear()
         client.room = self
         self.clients.append(client)  # counts as a seat from here on
         try:
