@@ -7,8 +7,6 @@ from collections import deque
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gevent.lock import Semaphore
-
 from .protocol import frames
 from .protocol.codes import CloseCode
 from .protocol.dialect import Dialect
@@ -20,7 +18,9 @@ log = logging.getLogger("greenroom.client")
 
 
 class Transport(Protocol):
-    """What a client needs from its socket; the web layer provides it."""
+    """What a client needs from its socket; the web layer provides it. Sends and closes may
+    come from several greenlets at once (the room, the socket's reader): the transport
+    serialises them (greenroom's WebSocket does, under its send lock)."""
 
     def send(self, data: bytes) -> None: ...
     def close(self, code: int, reason: str = "") -> None: ...
@@ -50,7 +50,6 @@ class Client:
         self.reconnection_token: str | None = None
         self.room: Room | None = None
         self._queued: deque[bytes] = deque()
-        self._lock = Semaphore()
 
     @property
     def id(self) -> str:
@@ -83,21 +82,19 @@ class Client:
         transport = self.transport
         if transport is None:
             return
-        with self._lock:
-            try:
-                transport.send(frame)
-            except Exception as exc:  # noqa: BLE001 - a broken pipe is the reader's business
-                log.debug("send to %s failed: %s", self.session_id, exc)
+        try:
+            transport.send(frame)
+        except Exception as exc:  # noqa: BLE001 - a broken pipe is the reader's business
+            log.debug("send to %s failed: %s", self.session_id, exc)
 
     def close(self, code: int = CloseCode.CONSENTED, reason: str = "") -> None:
         transport = self.transport
         if transport is None:
             return
-        with self._lock:
-            try:
-                transport.close(code, reason)
-            except Exception as exc:  # noqa: BLE001
-                log.debug("close of %s failed: %s", self.session_id, exc)
+        try:
+            transport.close(code, reason)
+        except Exception as exc:  # noqa: BLE001
+            log.debug("close of %s failed: %s", self.session_id, exc)
 
     def terminate(self) -> None:
         """Cut the connection without a close handshake, as a network failure would."""
