@@ -1,3 +1,18 @@
-from setuptools import setup
+"""Metadata lives in setup.cfg; this file only declares the optional C extension.
 
-setup()
+``greenroom.schema._speedups`` compiles the schema encoder's hot loops (see its header for why).
+It is optional: without a C compiler the install still succeeds and greenroom runs the
+pure-Python encoder, which produces the same bytes.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "greenroom.schema._speedups",
+            ["greenroom/schema/_speedups.c"],
+            optional=True,
+        ),
+    ],
+)

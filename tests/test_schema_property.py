@@ -64,7 +64,9 @@ OPS = st.one_of(
 )
 
 
-def apply(state: State, op: tuple[Any, ...]) -> None:
+def apply(state: State, op: tuple[Any, ...], kit: Any = None) -> None:
+    """Apply one op; ``kit`` supplies the classes to build (Player, Boss, Item), default ours."""
+    Player, Boss, Item = (kit.Player, kit.Boss, kit.Item) if kit else _KIT
     kind = op[0]
     players = state.players
     if kind == "set_tick":
@@ -120,6 +122,9 @@ def apply(state: State, op: tuple[Any, ...]) -> None:
             state.leader = Boss(name="boss " + op[2])
         elif op[2] in players:
             state.leader = players[op[2]]
+
+
+_KIT = (Player, Boss, Item)
 
 
 def _array_op(array: Any, what: str, index: int, make: Any) -> None:

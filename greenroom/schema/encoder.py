@@ -13,7 +13,8 @@ from typing import Any
 
 from ..protocol.dialect import Dialect
 from ..protocol.primitives import encode_number, encode_string
-from .changes import ABSENT, MAP_NODE, SCHEMA_NODE, ChangeTracker, Node
+from . import speedups
+from .changes import ABSENT, MAP_NODE, PRESENT, SCHEMA_NODE, ChangeTracker, Node
 from .errors import EncodeError
 from .fields import OP_ADD, OP_CLEAR, OP_DELETE, OP_DELETE_AND_ADD, OP_REPLACE, REF, TYPE_ID
 from .types import INT_BYTES as _INT_BYTES
@@ -247,95 +248,106 @@ def encode_patch(state: ChangeTracker | Any) -> bytes:
     """
     tracker = tracker_of(state)
     out = bytearray()
-    type_ids = tracker.type_ids
-    node = None
+    where: list[Node | None] = [None]
     done = False
     try:
         root = tracker.state._gr
         if root.new:
-            _emit_new(root, out, type_ids)
-        children: list[Node] = []
-        # Hot loop: everything it needs is a local. Schema instances (the bulk of a game's
-        # patches) are written inline, ``number`` fields included (the steps of
-        # ``types.fast_number`` without its call); maps and arrays go to write_pending.
-        pack_f32 = _pack_f32
-        unpack_f32 = _unpack_f32
-        int_bytes = _INT_BYTES
-        int_table_size = _INT_TABLE_SIZE
-        absent = ABSENT
-        for node in tracker.queue:
-            pending = node.pending
-            if pending is None or node.new or node.tracker is not tracker:
-                continue
-            node.pending = None
-            node.full = None           # its full-state block changed (changes.py)
-            start = len(out)
-            if start or node.refid:
-                out += node.head
-            if node.kind:              # MAP_NODE / ARRAY_NODE (SCHEMA_NODE is 0)
-                mark = len(out)
-                write_pending(node, pending, out, type_ids, children)
-                node.cleared = False
-                if len(out) == mark:
-                    del out[start:]
-            else:                      # SCHEMA_NODE
-                ref = node.ref
-                d = ref.__dict__
-                table = ref._gr_patch
-                wrote = False
-                for index, marker in pending.items():
-                    name, add_op, number, encode, fd = table[index]
-                    value = d[name]
-                    if value is None:
-                        if marker != absent:
-                            out += fd.delete_op
-                            wrote = True
-                        continue
-                    if number:
-                        wrote = True
-                        out += add_op
-                        cls = value.__class__
-                        if cls is int:
-                            if 0 <= value < int_table_size:
-                                out += int_bytes[value]
-                                continue
-                        elif cls is float and not value.is_integer():
-                            try:
-                                packed = pack_f32(value)
-                            except OverflowError:
-                                packed = None
-                            if packed is not None and -1e-4 < unpack_f32(packed)[0] - value < 1e-4:
-                                out += b"\xca"
-                                out += packed
-                                continue
-                        out += encode(value)
-                    elif number is not None:   # another primitive
-                        wrote = True
-                        out += add_op
-                        out += encode(value)
-                    else:                      # a structure
-                        child = value._gr
-                        if marker == child.refid:
-                            continue
-                        wrote = True
-                        out += add_op if marker == absent else fd.dna_op
-                        out += child.rid
-                        if fd.schema_cls is not None and value.__class__ is not fd.schema_cls:
-                            out += type_id_suffix(value, fd.schema_cls, type_ids)
-                        children.append(child)
-                if not wrote:
-                    del out[start:]
-            if children:
-                for child in children:
-                    if child.new:
-                        _emit_new(child, out, type_ids)
-                children.clear()
+            _emit_new(root, out, tracker.type_ids)
+        _patch_loop(tracker, out, where)
         done = True
     except Exception as exc:
-        raise EncodeError(f"cannot encode the patch{_where(node)}: {exc!r}") from exc
+        raise EncodeError(f"cannot encode the patch{_where(where[0])}: {exc!r}") from exc
     finally:
         tracker.end_tick(reset_pending=not done)   # the loop already reset what it encoded
     return bytes(out)
+
+
+def patch_loop(tracker: ChangeTracker, out: bytearray, where: list[Node | None]) -> None:
+    """The operations of every structure touched this tick, in ``tracker.queue`` order.
+
+    The reference for ``_speedups.patch_loop``, which does the same (maps and arrays through
+    ``write_pending``, new structures through ``_emit_new``). ``where[0]`` is the node being
+    written, for the error message.
+    """
+    type_ids = tracker.type_ids
+    children: list[Node] = []
+    # Hot loop: everything it needs is a local. Schema instances (the bulk of a game's
+    # patches) are written inline, ``number`` fields included (the steps of
+    # ``types.fast_number`` without its call); maps and arrays go to write_pending.
+    pack_f32 = _pack_f32
+    unpack_f32 = _unpack_f32
+    int_bytes = _INT_BYTES
+    int_table_size = _INT_TABLE_SIZE
+    absent = ABSENT
+    for node in tracker.queue:
+        where[0] = node
+        pending = node.pending
+        if pending is None or node.new or node.tracker is not tracker:
+            continue
+        node.pending = None
+        node.full = None           # its full-state block changed (changes.py)
+        start = len(out)
+        if start or node.refid:
+            out += node.head
+        if node.kind:              # MAP_NODE / ARRAY_NODE (SCHEMA_NODE is 0)
+            mark = len(out)
+            write_pending(node, pending, out, type_ids, children)
+            node.cleared = False
+            if len(out) == mark:
+                del out[start:]
+        else:                      # SCHEMA_NODE
+            ref = node.ref
+            d = ref.__dict__
+            table = ref._gr_patch
+            wrote = False
+            for index, marker in pending.items():
+                name, add_op, number, encode, fd = table[index]
+                value = d[name]
+                if value is None:
+                    if marker != absent:
+                        out += fd.delete_op
+                        wrote = True
+                    continue
+                if number:
+                    wrote = True
+                    out += add_op
+                    cls = value.__class__
+                    if cls is int:
+                        if 0 <= value < int_table_size:
+                            out += int_bytes[value]
+                            continue
+                    elif cls is float and not value.is_integer():
+                        try:
+                            packed = pack_f32(value)
+                        except OverflowError:
+                            packed = None
+                        if packed is not None and -1e-4 < unpack_f32(packed)[0] - value < 1e-4:
+                            out += b"\xca"
+                            out += packed
+                            continue
+                    out += encode(value)
+                elif number is not None:   # another primitive
+                    wrote = True
+                    out += add_op
+                    out += encode(value)
+                else:                      # a structure
+                    child = value._gr
+                    if marker == child.refid:
+                        continue
+                    wrote = True
+                    out += add_op if marker == absent else fd.dna_op
+                    out += child.rid
+                    if fd.schema_cls is not None and value.__class__ is not fd.schema_cls:
+                        out += type_id_suffix(value, fd.schema_cls, type_ids)
+                    children.append(child)
+            if not wrote:
+                del out[start:]
+        if children:
+            for child in children:
+                if child.new:
+                    _emit_new(child, out, type_ids)
+            children.clear()
 
 
 def encode_all(state: ChangeTracker | Any, order: Dialect | str = Dialect.V5) -> bytes:
@@ -407,37 +419,55 @@ def full_block(node: Node, type_ids: dict[type, int]) -> tuple[bytes, list[Node]
         children: list[Node] = []
         write_full(node, out, type_ids, children)
         full = (bytes(out), children or _NO_CHILDREN)
-    else:                              # SCHEMA_NODE: write_full's loop, specialised
-        ref = node.ref
-        d = ref.__dict__
-        parts: list[bytes] = []
-        append = parts.append
-        children = _NO_CHILDREN
-        for name, add_op, number, encode, fd in ref._gr_patch:
-            value = d[name]
-            if value is None:
-                continue
-            append(add_op)
-            if number is not None:
-                if number and value.__class__ is int and 0 <= value < _INT_TABLE_SIZE:
-                    append(_INT_BYTES[value])
-                else:
-                    append(encode(value))
-                continue
-            child = value._gr
-            append(child.rid)
-            if fd.schema_cls is not None and value.__class__ is not fd.schema_cls:
-                append(type_id_suffix(value, fd.schema_cls, type_ids))
-            if children is _NO_CHILDREN:
-                children = []
-            children.append(child)
-        full = (b"".join(parts), children)
+    else:                              # SCHEMA_NODE
+        full = _schema_block(node, type_ids)
     if node.pending is None and not node.new:
         node.full = full
     return full
+
+
+def schema_block(node: Node, type_ids: dict[type, int]) -> tuple[bytes, list[Node]]:
+    """A Schema instance's block for full_block (write_full's loop, specialised), uncached.
+
+    The reference for ``_speedups.schema_block``.
+    """
+    ref = node.ref
+    d = ref.__dict__
+    parts: list[bytes] = []
+    append = parts.append
+    children = _NO_CHILDREN
+    for name, add_op, number, encode, fd in ref._gr_patch:
+        value = d[name]
+        if value is None:
+            continue
+        append(add_op)
+        if number is not None:
+            if number and value.__class__ is int and 0 <= value < _INT_TABLE_SIZE:
+                append(_INT_BYTES[value])
+            else:
+                append(encode(value))
+            continue
+        child = value._gr
+        append(child.rid)
+        if fd.schema_cls is not None and value.__class__ is not fd.schema_cls:
+            append(type_id_suffix(value, fd.schema_cls, type_ids))
+        if children is _NO_CHILDREN:
+            children = []
+        children.append(child)
+    return b"".join(parts), children
 
 
 def _where(node: Node | None) -> str:
     if node is None:
         return ""
     return f" at {type(node.ref).__name__} refId {node.refid}"
+
+
+if speedups.compiled is not None:
+    speedups.compiled.configure(Node, write_pending, _emit_new, type_id_suffix, _NO_CHILDREN,
+                                ABSENT, PRESENT)
+    _patch_loop = speedups.compiled.patch_loop
+    _schema_block = speedups.compiled.schema_block
+else:
+    _patch_loop = patch_loop
+    _schema_block = schema_block

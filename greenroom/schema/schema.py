@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from . import speedups
 from .changes import ABSENT, PRESENT, SCHEMA_NODE, Node, attach, detach, validate_attach
 from .collections import coerce_value
 from .errors import SchemaDefinitionError
@@ -76,7 +77,7 @@ class Schema:
             (fd.name, fd.add_op, None if fd.is_ref else int(fd.encode is fast_number), fd.encode, fd)
             for fd in fields)
         # the fast assignment path, unless the class (or a parent) defines its own __setattr__
-        if getattr(cls.__setattr__, "_gr_generated", False) or cls.__setattr__ is Schema.__setattr__:
+        if _is_generated(cls.__setattr__) or cls.__setattr__ is Schema.__setattr__:
             cls.__setattr__ = _fast_setattr(cls)
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
@@ -175,6 +176,11 @@ class Schema:
         return f"{type(self).__name__}({inner})"
 
 
+def _is_generated(method: Any) -> bool:
+    return getattr(method, "_gr_generated", False) or (
+        speedups.compiled is not None and isinstance(method, speedups.compiled.FastSetattr))
+
+
 def _fast_setattr(cls: type[Schema]) -> Any:
     """``cls.__setattr__``: ``Schema.__setattr__`` with the primitive-field path specialised.
 
@@ -184,9 +190,14 @@ def _fast_setattr(cls: type[Schema]) -> Any:
     Structures and other attributes go to ``Schema.__setattr__``. A class that defines its own
     ``__setattr__`` keeps it (and its subclasses do not get a generated one either).
     """
+    generic = Schema.__setattr__
+    qualname = f"{cls.__qualname__}.__setattr__"
+    if speedups.compiled is not None:
+        # the same steps in C; it hands whatever needs a check or a conversion to ``generic``
+        fast = {fd.name: (fd.index, fd.fast) for fd in cls._gr_fields if not fd.is_ref}
+        return speedups.compiled.FastSetattr(fast, generic, qualname)
     table = {fd.name: (fd.index, fd.fast, fd.check) for fd in cls._gr_fields if not fd.is_ref}
     get = table.get
-    generic = Schema.__setattr__
 
     def __setattr__(self: Schema, name: str, value: Any) -> None:
         entry = get(name)
@@ -214,5 +225,5 @@ def _fast_setattr(cls: type[Schema]) -> Any:
             node.tracker.queue.append(node)
 
     __setattr__._gr_generated = True  # type: ignore[attr-defined]
-    __setattr__.__qualname__ = f"{cls.__qualname__}.__setattr__"
+    __setattr__.__qualname__ = qualname
     return __setattr__

@@ -1,0 +1,205 @@
+"""The compiled hot paths (greenroom/schema/_speedups.c) against their Python references.
+
+Every other schema test runs with whatever implementation is active (the compiled one when it was
+built); these tests run both on the same random mutation sequences and require the same bytes, so
+the Python reference stays proven for installs without a C compiler, and the compiled code for
+everyone else. The states are twins: the same classes rebuilt with the Python ``__setattr__``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from contextlib import contextmanager
+from types import SimpleNamespace
+from typing import Any
+from unittest import mock
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_schema_official import Boss, Item, Player, State
+from test_schema_property import OPS, apply
+
+from greenroom.protocol.dialect import Dialect
+from greenroom.protocol.primitives import encode_number
+from greenroom.schema import ChangeTracker, Schema, encode_all, encode_patch, field, speedups
+from greenroom.schema import encoder as encoder_module
+from greenroom.schema import schema as schema_module
+from greenroom.schema.errors import EncodeError
+
+compiled = speedups.compiled
+needs_compiled = pytest.mark.skipif(compiled is None, reason="the C extension is not built")
+
+
+def test_the_extension_is_built_unless_switched_off() -> None:
+    """CI builds it: a silently failed compile must fail here, not fall back unnoticed."""
+    if os.environ.get("GREENROOM_PURE_PYTHON", "").strip() not in ("", "0"):
+        assert compiled is None
+        assert speedups.implementation() == "python"
+        return
+    assert compiled is not None, "greenroom.schema._speedups was not built (is a C compiler there?)"
+    assert speedups.implementation() == "compiled"
+    assert isinstance(Player.__setattr__, compiled.FastSetattr)
+    assert encoder_module._patch_loop is compiled.patch_loop
+
+
+@contextmanager
+def python_reference() -> Any:
+    """Encode with the Python loop and block writer (classes keep the __setattr__ they were made with)."""
+    with mock.patch.object(encoder_module, "_patch_loop", encoder_module.patch_loop), \
+            mock.patch.object(encoder_module, "_schema_block", encoder_module.schema_block):
+        yield
+
+
+def python_twin(cls: type, made: dict[type, type]) -> type:
+    """``cls`` rebuilt field for field with the Python ``__setattr__`` (same wire layout)."""
+    if cls in made:
+        return made[cls]
+
+    def twin_type(spec: Any) -> Any:
+        if isinstance(spec, type) and issubclass(spec, Schema):
+            return python_twin(spec, made)
+        if isinstance(spec, dict):
+            return {kind: twin_type(child) for kind, child in spec.items()}
+        if isinstance(spec, list):
+            return [twin_type(spec[0])]
+        return spec
+
+    base = python_twin(cls._gr_base, made) if cls._gr_base else Schema
+    body = {fd.name: field(twin_type(fd.type), fd.default, view=fd.view) for fd in cls._gr_own_fields}
+    with mock.patch.object(schema_module.speedups, "compiled", None):
+        made[cls] = twin = type(f"Py{cls.__name__}", (base,), body)
+    twin.__module__ = __name__
+    return twin
+
+
+_MADE: dict[type, type] = {}
+PY = SimpleNamespace(State=python_twin(State, _MADE), Player=python_twin(Player, _MADE),
+                     Boss=python_twin(Boss, _MADE), Item=python_twin(Item, _MADE))
+
+
+@needs_compiled
+def test_twins_really_use_the_python_setattr() -> None:
+    assert not isinstance(PY.Player.__setattr__, compiled.FastSetattr)
+    assert getattr(PY.Player.__setattr__, "_gr_generated", False)
+    assert [fd.name for fd in PY.Boss._gr_fields] == [fd.name for fd in Boss._gr_fields]
+
+
+def assert_same_full_states(fast: ChangeTracker, ref: ChangeTracker) -> None:
+    for order in (Dialect.V5, Dialect.V3):
+        expected = None
+        with python_reference():
+            expected = encode_all(ref, order)
+        assert encode_all(fast, order) == expected
+
+
+@needs_compiled
+@settings(max_examples=400, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(OPS, max_size=40), st.booleans())
+def test_compiled_and_python_write_the_same_bytes(ops: list[tuple[Any, ...]], cold: bool) -> None:
+    fast_state, ref_state = State(), PY.State()
+    fast, ref = ChangeTracker(fast_state), ChangeTracker(ref_state)
+    if not cold:  # else the first patch carries the whole state (attached this tick)
+        fast.discard_changes()
+        ref.discard_changes()
+    for op in ops:
+        if op[0] == "join":
+            assert_same_full_states(fast, ref)
+            continue
+        if op[0] != "tick":
+            apply(fast_state, op)
+            apply(ref_state, op, PY)
+            continue
+        with python_reference():
+            expected = encode_patch(ref)
+        assert encode_patch(fast) == expected, op
+    with python_reference():
+        expected = encode_patch(ref)
+    assert encode_patch(fast) == expected
+    assert_same_full_states(fast, ref)
+
+
+class Num(Schema):
+    value = field("number")
+
+
+NUMBERS = st.one_of(
+    st.integers(-(2**70), 2**70),
+    st.integers(-(2**31) - 2, 2**31 + 2),
+    st.integers(-300, 70000),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(width=32),
+    st.floats(-1e5, 1e5),                 # where float32's error is near the 1e-4 tolerance
+    st.sampled_from([0.0, -0.0, 0.5, -0.5, 1e-5, 3.4028234663852886e38, 3.4028235e38, 3.5e38,
+                     2147483647.0, 2147483648.0, 1234.5678, 2048.0001220703125, -2147483648.0, -2147483649.0, 16777217.5,
+                     1.0000001, float("nan"), float("inf"), -float("inf")]),
+)
+
+
+@needs_compiled
+@settings(max_examples=2000, deadline=None, database=None)
+@given(NUMBERS)
+def test_number_bytes_equal_the_reference_encoder(value: float | int) -> None:
+    """PROTOCOL §5.1 in C: in a full-state block and in a patch, every int and float."""
+    state = Num()
+    tracker = ChangeTracker(state)
+    tracker.discard_changes()
+    state.value = value
+    assert encode_patch(tracker) == b"\x80" + encode_number(value)
+    block, children = compiled.schema_block(state._gr, tracker.type_ids)
+    assert block == b"\x80" + encode_number(value)
+    assert children == []
+
+
+@needs_compiled
+def test_setattr_keeps_the_python_rules() -> None:
+    """Unchanged values record nothing, NaN always counts as a change, checks still apply."""
+    state = Num(value=1)
+    tracker = ChangeTracker(state)
+    tracker.discard_changes()
+    state.value = 1
+    assert encode_patch(tracker) == b""
+    state.value = 1.0                     # equal but another class: the client sees a change
+    assert encode_patch(tracker) == b"\x80\x01"
+    nan = float("nan")
+    state.value = nan
+    assert encode_patch(tracker) == b"\x80\x00"
+    state.value = nan                     # same object, still not equal to itself
+    assert encode_patch(tracker) == b"\x80\x00"
+    state.value = None
+    assert encode_patch(tracker) == b"\x40"
+    with pytest.raises(TypeError, match=r"Num\.value: expected int or float, got bool"):
+        state.value = True
+    with pytest.raises(TypeError, match=r"Num\.value: expected int or float, got str"):
+        state.value = "3"
+    state.value = _Int(7)                 # an int subclass goes through the check (-> int)
+    assert state.value.__class__ is int
+    assert encode_patch(tracker) == b"\x80\x07"
+    state.note = "not a field"            # plain attributes still work
+    assert state.note == "not a field"
+    assert math.isnan(nan)
+
+
+class _Int(int):
+    pass
+
+
+class Holder(Schema):
+    item = field(Item)
+    count = field("number", default=0)
+
+
+@needs_compiled
+def test_an_encode_error_in_the_compiled_loop_names_the_structure() -> None:
+    state = Holder(item=Item(name="a"))
+    tracker = ChangeTracker(state)
+    tracker.discard_changes()
+    state.item.name = "b"
+    refid = state.item._gr.refid
+    state.item.__dict__["name"] = 12      # bypasses the check: a value its encoder cannot take
+    with pytest.raises(EncodeError, match=rf"at Item refId {refid}"):
+        encode_patch(tracker)
+    state.item.name = "c"                 # the next tick encodes again
+    assert encode_patch(tracker).endswith(b"\x80\xa1c")
