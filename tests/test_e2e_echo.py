@@ -10,6 +10,7 @@ from gevent.queue import Queue
 
 from greenroom import Room, Server
 from greenroom.client import Client, MatchMakeError
+from greenroom.schema import speedups
 
 
 @pytest.fixture
@@ -139,6 +140,7 @@ def test_health(echo_server, client):
     assert response.status == 200
     assert body["status"] == "ok" and body["rooms"] == 1 and body["clients"] == 1
     assert body["processId"] == echo_server.server.process_id
+    assert body["encoder"] == speedups.implementation()
     room.leave()
 
 

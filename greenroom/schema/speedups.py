@@ -12,8 +12,14 @@ from __future__ import annotations
 import os
 from types import ModuleType
 
+
+def switched_off() -> bool:
+    """Did the environment ask for the Python reference (``GREENROOM_PURE_PYTHON=1``)?"""
+    return os.environ.get("GREENROOM_PURE_PYTHON", "").strip() not in ("", "0")
+
+
 compiled: ModuleType | None
-if os.environ.get("GREENROOM_PURE_PYTHON", "").strip() not in ("", "0"):
+if switched_off():
     compiled = None
 else:
     try:
