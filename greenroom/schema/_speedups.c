@@ -30,19 +30,27 @@ static Py_ssize_t off_ref, off_kind, off_tracker, off_refid, off_rid, off_head, 
     off_full, off_cleared;
 static PyObject *write_pending_fn, *emit_new_fn, *type_id_suffix_fn, *node_type;
 static PyObject *no_children;      /* encoder._NO_CHILDREN, shared by leaf blocks */
-static PyObject *s_gr, *s_gr_patch, *s_queue, *s_type_ids, *s_state, *s_delete_op, *s_dna_op,
+static PyObject *s_gr, *s_gr_patch, *s_queue, *s_type_ids, *s_delete_op, *s_dna_op,
     *s_schema_cls;
 static PyObject *absent_marker, *present_marker;
 static int configured = 0;
+/* the last Schema class whose _gr_patch was looked up (a patch is mostly one class) */
+static PyObject *cached_class, *cached_table;
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
 static int
 put(PyObject *out, const char *data, Py_ssize_t n)
 {
-    Py_ssize_t len = PyByteArray_GET_SIZE(out);
-    if (PyByteArray_Resize(out, len + n) < 0)
+    PyByteArrayObject *b = (PyByteArrayObject *)out;
+    Py_ssize_t len = Py_SIZE(out);
+    if ((b->ob_start - b->ob_bytes) + len + n + 1 <= b->ob_alloc) {
+        /* room left: what PyByteArray_Resize would do, without the call */
+        Py_SET_SIZE(out, len + n);
+        b->ob_start[len + n] = '\0';
+    } else if (PyByteArray_Resize(out, len + n) < 0) {
         return -1;
+    }
     memcpy(PyByteArray_AS_STRING(out) + len, data, n);
     return 0;
 }
@@ -212,6 +220,33 @@ is_true_slot(PyObject *node, Py_ssize_t off, const char *name)
     return PyObject_IsTrue(v);
 }
 
+/* ``cls._gr_patch``, the field table (new reference). */
+static PyObject *
+patch_table(PyObject *cls)
+{
+    if (cls == cached_class) {
+        Py_INCREF(cached_table);
+        return cached_table;
+    }
+    PyObject *table = PyObject_GetAttr(cls, s_gr_patch);
+    if (table == NULL)
+        return NULL;
+    int ok = PyTuple_CheckExact(table);
+    for (Py_ssize_t i = 0; ok && i < PyTuple_GET_SIZE(table); i++) {
+        PyObject *entry = PyTuple_GET_ITEM(table, i);
+        ok = PyTuple_CheckExact(entry) && PyTuple_GET_SIZE(entry) == 5;
+    }
+    if (!ok) {
+        PyErr_Format(PyExc_TypeError, "%.100s._gr_patch is not a tuple of 5-tuples",
+                     ((PyTypeObject *)cls)->tp_name);
+        Py_DECREF(table);
+        return NULL;
+    }
+    Py_XSETREF(cached_class, Py_NewRef(cls));     /* held: the address cannot be reused */
+    Py_XSETREF(cached_table, Py_NewRef(table));
+    return table;
+}
+
 /* A child structure's Node, checked: a field holds a Schema/collection whose ``_gr`` is a Node. */
 static PyObject *
 child_node(PyObject *value)
@@ -238,15 +273,12 @@ schema_pending(PyObject *node, PyObject *pending, PyObject *out, PyObject *child
     PyObject *d = PyObject_GenericGetDict(ref, NULL);
     if (d == NULL)
         return -1;
-    PyObject *table = PyObject_GetAttr((PyObject *)Py_TYPE(ref), s_gr_patch);
+    PyObject *table = patch_table((PyObject *)Py_TYPE(ref));
     int wrote = 0;
     Py_ssize_t pos = 0;
     PyObject *key, *marker_obj;
-    if (table == NULL || !PyTuple_Check(table)) {
-        if (table != NULL)
-            PyErr_SetString(PyExc_TypeError, "_gr_patch is not a tuple");
+    if (table == NULL)
         goto fail;
-    }
     while (PyDict_Next(pending, &pos, &key, &marker_obj)) {
         Py_ssize_t index = PyLong_AsSsize_t(key);
         long marker = PyLong_AsLong(marker_obj);
@@ -475,15 +507,11 @@ schema_block(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *d = PyObject_GenericGetDict(ref, NULL);
     if (d == NULL)
         return NULL;
-    PyObject *table = PyObject_GetAttr((PyObject *)Py_TYPE(ref), s_gr_patch);
+    PyObject *table = patch_table((PyObject *)Py_TYPE(ref));
     PyObject *out = PyByteArray_FromStringAndSize(NULL, 0);
     PyObject *children = NULL, *block = NULL, *result = NULL;
     if (table == NULL || out == NULL)
         goto done;
-    if (!PyTuple_Check(table)) {
-        PyErr_SetString(PyExc_TypeError, "_gr_patch is not a tuple");
-        goto done;
-    }
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(table); i++) {
         PyObject *entry = PyTuple_GET_ITEM(table, i);
         PyObject *name = PyTuple_GET_ITEM(entry, 0);
@@ -813,7 +841,6 @@ PyInit__speedups(void)
         !(s_gr_patch = PyUnicode_InternFromString("_gr_patch")) ||
         !(s_queue = PyUnicode_InternFromString("queue")) ||
         !(s_type_ids = PyUnicode_InternFromString("type_ids")) ||
-        !(s_state = PyUnicode_InternFromString("state")) ||
         !(s_delete_op = PyUnicode_InternFromString("delete_op")) ||
         !(s_dna_op = PyUnicode_InternFromString("dna_op")) ||
         !(s_schema_cls = PyUnicode_InternFromString("schema_cls"))) {
