@@ -192,6 +192,25 @@ put_number(PyObject *out, PyObject *encode, PyObject *value)
     return put(out, buf, n);
 }
 
+/* A primitive field's value: ``number`` is the field table's flag (1: the ``number`` type,
+ * encoded here; 0: another primitive, its Python encoder). */
+static int
+put_primitive(PyObject *out, PyObject *number, PyObject *encode, PyObject *value)
+{
+    int is_number = number == Py_True || (PyLong_Check(number) && PyLong_AsLong(number) == 1);
+    return is_number ? put_number(out, encode, value) : put_encoded(out, encode, value);
+}
+
+/* ``d[name]`` (borrowed); a missing key is a KeyError (a field is always in the __dict__). */
+static PyObject *
+field_value(PyObject *d, PyObject *name)
+{
+    PyObject *value = PyDict_GetItemWithError(d, name);
+    if (value == NULL && !PyErr_Occurred())
+        PyErr_SetObject(PyExc_KeyError, name);
+    return value;
+}
+
 /* ``d5 <typeId>`` after a child reference whose class is not the declared one. */
 static int
 put_type_suffix(PyObject *out, PyObject *value, PyObject *fd, PyObject *type_ids)
@@ -295,12 +314,9 @@ schema_pending(PyObject *node, PyObject *pending, PyObject *out, PyObject *child
         PyObject *number = PyTuple_GET_ITEM(entry, 2);
         PyObject *encode = PyTuple_GET_ITEM(entry, 3);
         PyObject *fd = PyTuple_GET_ITEM(entry, 4);
-        PyObject *value = PyDict_GetItemWithError(d, name);
-        if (value == NULL) {
-            if (!PyErr_Occurred())
-                PyErr_SetObject(PyExc_KeyError, name);
+        PyObject *value = field_value(d, name);
+        if (value == NULL)
             goto fail;
-        }
         if (value == Py_None) {
             if (marker != -1) {            /* ABSENT */
                 PyObject *op = PyObject_GetAttr(fd, s_delete_op);
@@ -316,8 +332,7 @@ schema_pending(PyObject *node, PyObject *pending, PyObject *out, PyObject *child
             if (put_bytes(out, add_op) < 0)
                 goto fail;
             wrote = 1;
-            if ((number == Py_True || (PyLong_Check(number) && PyLong_AsLong(number) == 1))
-                    ? put_number(out, encode, value) < 0 : put_encoded(out, encode, value) < 0)
+            if (put_primitive(out, number, encode, value) < 0)
                 goto fail;
             continue;
         }
@@ -517,19 +532,15 @@ schema_block(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyObject *name = PyTuple_GET_ITEM(entry, 0);
         PyObject *number = PyTuple_GET_ITEM(entry, 2);
         PyObject *encode = PyTuple_GET_ITEM(entry, 3);
-        PyObject *value = PyDict_GetItemWithError(d, name);
-        if (value == NULL) {
-            if (!PyErr_Occurred())
-                PyErr_SetObject(PyExc_KeyError, name);
+        PyObject *value = field_value(d, name);
+        if (value == NULL)
             goto done;
-        }
         if (value == Py_None)
             continue;
         if (put_bytes(out, PyTuple_GET_ITEM(entry, 1)) < 0)
             goto done;
         if (number != Py_None) {
-            int is_number = number == Py_True || (PyLong_Check(number) && PyLong_AsLong(number) == 1);
-            if ((is_number ? put_number(out, encode, value) : put_encoded(out, encode, value)) < 0)
+            if (put_primitive(out, number, encode, value) < 0)
                 goto done;
             continue;
         }
