@@ -320,7 +320,11 @@ class Room:
     # ==========================================================================================
     @property
     def _seats_taken(self) -> int:
-        return len(self.clients) + len(self._reserved) + len(self._reconnections)
+        # A reservation that reclaims a held seat (manual reconnect over HTTP) takes none of its
+        # own: that seat is already counted in _reconnections until the socket resumes it or the
+        # reconnection fails, whether or not the reservation expires first.
+        reserved = sum(1 for reservation in self._reserved.values() if reservation.reconnect is None)
+        return len(self.clients) + reserved + len(self._reconnections)
 
     def _has_free_seat(self) -> bool:
         return self.max_clients is None or self._seats_taken < self.max_clients
@@ -392,6 +396,11 @@ class Room:
         if reconnection_token and previous is not None and previous.token == reconnection_token:
             self._release_reservation(session_id)  # manual reconnect reserved it over HTTP
             return self._resume(previous, client, skip_handshake)
+        reserved = self._reserved.get(session_id)
+        if reserved is not None and reserved.reconnect is not None:
+            # A held seat is reclaimed by its reconnection token only (handled above); a socket
+            # with the session id alone must neither take it over nor consume its reservation.
+            raise SeatReservationError("reconnection token invalid or expired.")
         reservation = self._release_reservation(session_id)
         if reservation is None or self._disposing or self._closing:
             if reconnection_token:
