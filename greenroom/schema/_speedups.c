@@ -280,7 +280,7 @@ child_node(PyObject *value)
 
 /* ---- the patch loop ---------------------------------------------------------------------- */
 
-/* The ops of one Schema instance: _write_schema_pending / encode_patch's inline loop.
+/* The ops of one Schema instance: encoder.schema_pending / encode_patch's inline loop.
  * Returns 1 if something was written, 0 if not, -1 on error. */
 static int
 schema_pending(PyObject *node, PyObject *pending, PyObject *out, PyObject *children,
@@ -498,6 +498,27 @@ fail:
     Py_XDECREF(type_ids);
     Py_XDECREF(children);
     return NULL;
+}
+
+/* schema_pending(node, pending, out, type_ids, children): write_pending for a Schema instance
+ * (the filtered encoders write shared structures with it). */
+static PyObject *
+write_schema_pending(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!configured) {
+        PyErr_SetString(PyExc_RuntimeError, "_speedups.configure() was not called");
+        return NULL;
+    }
+    if (nargs != 5 || !PyObject_TypeCheck(args[0], (PyTypeObject *)node_type)
+            || !PyDict_CheckExact(args[1]) || !PyByteArray_CheckExact(args[2])
+            || !PyList_CheckExact(args[4])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "schema_pending(node, pending: dict, out: bytearray, type_ids, children: list)");
+        return NULL;
+    }
+    if (schema_pending(args[0], args[1], args[2], args[4], args[3]) < 0)
+        return NULL;
+    Py_RETURN_NONE;
 }
 
 /* ---- a Schema instance's full-state block ------------------------------------------------- */
@@ -829,6 +850,8 @@ static PyMethodDef methods[] = {
      "Give the module the Python pieces it works with (encoder.py calls it once)."},
     {"patch_loop", (PyCFunction)(void (*)(void))patch_loop, METH_FASTCALL,
      "encode_patch's loop over the touched structures."},
+    {"schema_pending", (PyCFunction)(void (*)(void))write_schema_pending, METH_FASTCALL,
+     "write_pending for a Schema instance."},
     {"schema_block", (PyCFunction)(void (*)(void))schema_block, METH_FASTCALL,
      "A Schema instance's full-state block and child nodes."},
     {NULL, NULL, 0, NULL},

@@ -122,7 +122,7 @@ def write_pending(node: Node, pending: dict[int, int], out: bytearray, type_ids:
     ref = node.ref
     kind = node.kind
     if kind == SCHEMA_NODE:
-        _write_schema_pending(ref, pending, out, type_ids, children)
+        _schema_pending(node, pending, out, type_ids, children)
         return
     spec = ref._gr_spec.child
     is_ref = spec.kind == REF
@@ -188,8 +188,10 @@ def write_pending(node: Node, pending: dict[int, int], out: bytearray, type_ids:
         _write_array_adds(items, node.len0, out, spec, type_ids, children)
 
 
-def _write_schema_pending(ref: Any, pending: dict[int, int], out: bytearray,
-                          type_ids: dict[type, int], children: list[Node]) -> None:
+def schema_pending(node: Node, pending: dict[int, int], out: bytearray,
+                   type_ids: dict[type, int], children: list[Node]) -> None:
+    """write_pending for a Schema instance; the reference for ``_speedups.schema_pending``."""
+    ref = node.ref
     d = ref.__dict__
     wire = ref._gr_wire
     for index, marker in pending.items():
@@ -468,6 +470,8 @@ if speedups.compiled is not None:
                                 ABSENT, PRESENT)
     _patch_loop = speedups.compiled.patch_loop
     _schema_block = speedups.compiled.schema_block
+    _schema_pending = speedups.compiled.schema_pending
 else:
     _patch_loop = patch_loop
     _schema_block = schema_block
+    _schema_pending = schema_pending

@@ -358,17 +358,18 @@ def _plan(tracker: ChangeTracker) -> list[Any]:
     last = 0
 
     def path_ungated(node: Node) -> bool:
-        known = ungated.get(node.refid)
+        """No private link from the root to ``node`` (parents' answers are kept: they repeat)."""
+        parent = node.parent
+        if parent is None:
+            return True
+        if parent.kind == SCHEMA_NODE:
+            if parent.ref._gr_fields[node.pindex].gate == GATE_FIELD:
+                return False
+        elif parent.gate is not None:
+            return False
+        known = ungated.get(parent.refid)
         if known is None:
-            parent = node.parent
-            if parent is None:
-                known = True
-            elif parent.kind == SCHEMA_NODE:
-                known = (parent.ref._gr_fields[node.pindex].gate != GATE_FIELD
-                         and path_ungated(parent))
-            else:
-                known = parent.gate is None and path_ungated(parent)
-            ungated[node.refid] = known
+            known = ungated[parent.refid] = path_ungated(parent)
         return known
 
     def emit_new(node: Node) -> None:
@@ -393,6 +394,7 @@ def _plan(tracker: ChangeTracker) -> list[Any]:
     root = tracker.state._gr
     if root.new:
         plan.append(root)
+    children: list[Node] = []
     for node in tracker.queue:
         pending = node.pending
         if pending is None or node.new or node.tracker is not tracker:
@@ -401,20 +403,24 @@ def _plan(tracker: ChangeTracker) -> list[Any]:
             private = not node.ref._gr_gated_indexes.isdisjoint(pending)
         else:
             private = node.kind == MAP_NODE and node.gate is not None
-        shared = not private and path_ungated(node)
-        if shared:
-            children: list[Node] = []
-            block = bytearray()
-            write_pending(node, pending, block, type_ids, children)
-            fresh = [child for child in children if child.new]
-            if not any(_may_gate(tracker, child) for child in fresh):
-                if block:
-                    chunk.extend(node.head)
-                    chunk.extend(block)
+        if not private and path_ungated(node):
+            # written straight into the chunk, taken back if a new child may hold private data
+            start = len(chunk)
+            chunk += node.head
+            mark = len(chunk)
+            write_pending(node, pending, chunk, type_ids, children)
+            if not any(child.new and _may_gate(tracker, child) for child in children):
+                if len(chunk) == mark:
+                    del chunk[start:]
+                else:
                     last = node.refid
-                for child in fresh:
-                    emit_new(child)
+                for child in children:
+                    if child.new:
+                        emit_new(child)
+                children.clear()
                 continue
+            del chunk[start:]
+            children.clear()
         flush()
         plan.append((node, pending))
     flush()
