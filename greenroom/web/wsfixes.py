@@ -39,6 +39,7 @@ import base64
 import binascii
 import codecs
 import hashlib
+import io
 import logging
 import socket
 import struct
@@ -50,6 +51,7 @@ from importlib import metadata
 from typing import Any
 
 import gevent
+import gevent.socket
 import geventwebsocket
 import geventwebsocket.handler as _gws_handler
 import geventwebsocket.websocket as _gws_websocket
@@ -84,6 +86,11 @@ log = logging.getLogger(__name__)
 
 PINNED_VERSION = "0.10.1"
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024
+#: Bytes asked of the kernel per read: every complete frame they hold is parsed before the next.
+RECV_SIZE = 64 * 1024
+#: Largest single read for a frame bigger than RECV_SIZE: a length header announcing more (with
+#: no max_message_size) cannot make one read allocate it up front.
+RECV_MAX = 1024 * 1024
 
 OP_CONTINUATION = 0x0
 OP_TEXT = 0x1
@@ -231,6 +238,17 @@ def _close_payload(code: int | None, reason: str | bytes | None) -> bytes:
     return struct.pack("!H", code) + raw
 
 
+_U16 = struct.Struct("!H")
+_U64 = struct.Struct("!Q")
+_EOF_HEADER = "Unexpected EOF while decoding header"
+_EOF_PAYLOAD = "Unexpected EOF reading frame payload"
+# The exact class whose private parts _recv_direct uses; subclasses (gevent.ssl.SSLSocket) are
+# read through their own recv(), which decrypts.
+_PLAIN_GEVENT_SOCKET: type = gevent.socket.socket
+# gevent is not pinned: should a release rename those private parts, reads fall back to recv().
+_DIRECT_READS = all(hasattr(_PLAIN_GEVENT_SOCKET, name) for name in ("_wait", "_read_event"))
+
+
 class WebSocket(_gws_websocket.WebSocket):
     """gevent-websocket's WebSocket with the D7 fixes.
 
@@ -264,21 +282,46 @@ class WebSocket(_gws_websocket.WebSocket):
         self._ended = False  # receive() has reported the end
         self._reader: Any = None  # greenlet inside receive()
         self._close_timer: Any = None
+        self._rbuf = b""  # bytes received from the peer; frames are parsed from _rpos on
+        self._rpos = 0
+        self._drained = True  # the last read emptied the kernel's buffer: wait before reading
+        # How _fill() reads: one of the _recv_* functions, unbound (a bound method kept on self
+        # would make a reference cycle, and dead connections would wait for the cyclic GC).
+        self._recv: Callable[[WebSocket, int, int], bytes] = WebSocket._recv_first
 
     def __del__(self) -> None:
         """The base class sends a close frame from the finaliser: socket I/O during garbage
         collection can switch greenlets at arbitrary points. Handler closes sockets explicitly."""
 
+    @property
+    def raw_read(self) -> Callable[[int], bytes]:
+        """``raw_read(n)`` as the base class had it (``rfile.read``: n bytes, fewer only at EOF),
+        but in order with read_frame(): what it already buffered comes first. A property, so
+        that no bound method is stored on the socket (a reference cycle)."""
+        return self._raw_read
+
+    @raw_read.setter
+    def raw_read(self, value: Any) -> None:
+        """The base class's __init__ assigns ``stream.read``, which would bypass the buffer."""
+
     # -- reading ------------------------------------------------------------------------------
 
     def read_frame(self, received: int = 0) -> tuple[Header, bytes]:
         """Read one client frame; ``received`` is the size of the message so far, so that the
-        size limit is checked on the header before any payload byte is read."""
-        read = self.stream.read
-        head = read(2)
-        if len(head) != 2:
-            raise WebSocketError("Unexpected EOF while decoding header")
-        b0, b1 = head
+        size limit is checked on the header before any payload byte is read.
+
+        Frames are parsed from our own buffer, filled by reads of up to RECV_SIZE bytes: a frame
+        costs no read at all when an earlier one brought it, and otherwise one, where the pywsgi
+        rfile cost several (header, length, mask, payload) through Python-level socket wrappers.
+        Each step waits only for the bytes it needs, as before: a bad header is answered
+        without waiting for the rest of the frame. The parse position moves only once a
+        frame is complete, so a read interrupted by a timeout loses nothing.
+        """
+        buf, pos = self._rbuf, self._rpos
+        if len(buf) - pos < 2:
+            buf, pos = self._fill(2, _EOF_HEADER)
+        b0 = buf[pos]
+        b1 = buf[pos + 1]
         fin = bool(b0 & 0x80)
         flags = b0 & 0x70
         opcode = b0 & 0x0F
@@ -294,16 +337,17 @@ class WebSocket(_gws_websocket.WebSocket):
             raise ProtocolError(f"reserved opcode {opcode:#x}")
         if not b1 & 0x80:
             raise UnmaskedFrame("client frame is not masked")
+        head = 6
         if length == 126:
-            ext = read(2)
-            if len(ext) != 2:
-                raise WebSocketError("Unexpected EOF while decoding header")
-            (length,) = struct.unpack("!H", ext)
+            head = 8
+            if len(buf) - pos < 4:
+                buf, pos = self._fill(4, _EOF_HEADER)
+            (length,) = _U16.unpack_from(buf, pos + 2)
         elif length == 127:
-            ext = read(8)
-            if len(ext) != 8:
-                raise WebSocketError("Unexpected EOF while decoding header")
-            (length,) = struct.unpack("!Q", ext)
+            head = 14
+            if len(buf) - pos < 10:
+                buf, pos = self._fill(10, _EOF_HEADER)
+            (length,) = _U64.unpack_from(buf, pos + 2)
             if length >> 63:
                 raise ProtocolError("64-bit frame length with the most significant bit set")
         limit = self.max_message_size
@@ -311,17 +355,105 @@ class WebSocket(_gws_websocket.WebSocket):
             raise MessageTooBig(
                 f"message of {received + length} bytes exceeds the {limit}-byte limit"
             )
-        mask = read(4)
-        if len(mask) != 4:
-            raise WebSocketError("Unexpected EOF while decoding header")
+        if len(buf) - pos < head:
+            buf, pos = self._fill(head, _EOF_HEADER)
+        end = pos + head + length
+        if len(buf) < end:
+            buf, pos = self._fill(head + length, _EOF_PAYLOAD)
+            end = head + length
+        if end == len(buf):  # all parsed: drop the reference (an idle client keeps no 64 KiB)
+            self._rbuf, self._rpos = b"", 0
+        else:
+            self._rpos = end
+        start = pos + head
+        mask = buf[start - 4 : start]
         header = Header(fin=fin, opcode=opcode, flags=flags, length=length)
         header.mask = mask
         if not length:
             return header, b""
-        payload = read(length)
-        if len(payload) != length:
-            raise WebSocketError("Unexpected EOF reading frame payload")
-        return header, apply_mask(payload, mask)
+        return header, apply_mask(buf[start:end], mask)
+
+    def _fill(self, need: int, eof_message: str) -> tuple[bytes, int]:
+        """Make ``need`` bytes available from the parse position, which becomes 0; returns the
+        buffer and 0. A frame larger than one read is gathered in as many reads as it takes and
+        joined once. What was read stays buffered if a read raises (a timeout, a kill)."""
+        rest = self._rbuf[self._rpos :]
+        chunks = [rest] if rest else []
+        have = len(rest)
+        recv = self._recv
+        try:
+            while have < need:
+                missing = need - have
+                data = recv(self, max(RECV_SIZE, min(missing, RECV_MAX)), missing)
+                if not data:
+                    raise WebSocketError(eof_message)
+                chunks.append(data)
+                have += len(data)
+        finally:
+            buf = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            self._rbuf, self._rpos = buf, 0
+        return buf, 0
+
+    def _raw_read(self, size: int) -> bytes:
+        """See ``raw_read``."""
+        try:
+            buf, pos = self._fill(size, "")
+        except WebSocketError:  # EOF: what there is
+            buf, pos = self._rbuf, 0
+        data = buf[pos : pos + size]
+        self._rpos = pos + len(data)
+        return data
+
+    # The read strategies, called as self._recv(self, size, missing): at most ``size`` bytes, at
+    # least one unless the peer is gone (b""); ``missing`` is how many the caller still needs.
+
+    def _recv_first(self, size: int, missing: int) -> bytes:
+        """The first read after the handshake goes through pywsgi's rfile, which may hold the
+        start of the first frame. ``read1`` returns what it holds or does one read of the
+        socket; once it returns less than asked, the rfile is empty and later reads can go to
+        the socket itself."""
+        rfile = getattr(self.handler, "rfile", None)
+        if not isinstance(rfile, io.BufferedReader):
+            self._recv = WebSocket._recv_stream
+            return self._recv_stream(size, missing)
+        data = rfile.read1(size)
+        if len(data) < size:
+            sock = self._sock
+            if type(sock) is _PLAIN_GEVENT_SOCKET and _DIRECT_READS:
+                self._recv = WebSocket._recv_direct
+            elif sock is not None:
+                self._recv = WebSocket._recv_socket
+            else:
+                self._recv = WebSocket._recv_stream
+        return data
+
+    def _recv_direct(self, size: int, missing: int) -> bytes:
+        """Read a plain gevent socket's OS socket, waiting on its read watcher first when the
+        last read emptied the kernel's buffer. gevent's recv() tries the read first: on a
+        connection waiting for its next message that fails with EAGAIN (a syscall plus an
+        exception raised and caught) before every wait. Timeouts, shutdown() and close() from
+        another greenlet act on the same watcher as in gevent's recv()."""
+        sock = self._sock
+        while True:
+            if self._drained:
+                event = sock._read_event
+                if event is not None:  # None: closed; the read below raises EBADF
+                    sock._wait(event)
+            try:
+                data = sock._sock.recv(size)
+            except BlockingIOError:
+                self._drained = True
+                continue
+            self._drained = len(data) < size
+            return data
+
+    def _recv_socket(self, size: int, missing: int) -> bytes:
+        """Any other socket (TLS, a wrapped socket): its own recv()."""
+        return self._sock.recv(size)
+
+    def _recv_stream(self, size: int, missing: int) -> bytes:
+        """No known rfile: read exactly what is missing through the stream, as the base class did."""
+        return self.stream.read(missing)
 
     def read_message(self) -> str | bytes | None:
         """Assemble one message. Text is decoded once by the C UTF-8 codec (incrementally across
