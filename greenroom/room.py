@@ -63,9 +63,13 @@ class Room:
     auto_dispose: bool = True
     seat_reservation_timeout: float = 15.0  # seconds a reserved seat waits for its socket
     max_message_size: int = 64 * 1024  # bytes of one incoming WebSocket message
-    # Seconds a send may wait on a client that stopped reading before it is dropped: the room's
-    # line of execution waits that long at most, once.
+    # What a client whose connection does not keep up may cost. Sends never make the room wait:
+    # what the socket does not take is queued per client (send_backlog bytes at most) and written
+    # by the connection's own greenlet; a client that lets the queue overflow, or reads nothing
+    # for send_timeout seconds, is dropped (on_drop / on_leave as for a lost connection).
+    # send_backlog = None: no queue, a send waits (send_timeout at most, once) in the room.
     send_timeout: float = 2.0
+    send_backlog: int | None = 1024 * 1024
 
     # -- hooks ------------------------------------------------------------------------------
     def on_create(self, options: dict[str, Any]) -> None:

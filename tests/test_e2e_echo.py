@@ -253,36 +253,85 @@ def test_100_concurrent_python_clients_make_exactly_25_rooms(echo_server, client
     assert echo_server.matchmaker.rooms == {}
 
 
-def test_a_client_that_stops_reading_is_dropped_and_the_room_plays_on(serve):
-    """A send blocked on a full socket gives up after send_timeout; the others keep playing."""
-    from greenroom.client import encode_message
+BLOB = 65536
+
+
+def blob(i: int) -> bytes:
+    return i.to_bytes(4, "big") + bytes([i % 251]) * (BLOB - 4)
+
+
+class Flood(Room):
+    """Sends ``count`` numbered 64 KiB blobs to the client that asks; echoes for the others."""
+
+    send_timeout = 0.5
+    events: Queue
+
+    def on_create(self, options):
+        self.on_message("flood", self.flood)
+        self.on_message("echo", lambda client, message: client.send("echo", message))
+
+    def flood(self, client, count):
+        for i in range(count):
+            client.send_bytes("blob", blob(i))
+        type(self).events.put(("flooded", client.session_id))
+
+    def on_leave(self, client, consented):
+        type(self).events.put(("leave", client.session_id))
+
+
+def flood_room(serve, **attributes):
+    """(running server, a playing client's room, a bare socket joined to it that reads nothing)."""
     from greenroom.wsclient import connect
 
-    leaves = Queue()
-
-    class Flood(Room):
-        send_timeout = 0.5
-
-        def on_create(self, options):
-            self.on_message("flood", self.flood)
-            self.on_message("echo", lambda client, message: client.send("echo", message))
-
-        def flood(self, client, message):
-            for _ in range(2000):  # up to 128 MiB to a client that reads nothing
-                client.send("blob", b"x" * 65536)
-
-        def on_leave(self, client, consented):
-            leaves.put(client.session_id)
-
+    cls = type("FloodRoom", (Flood,), {"events": Queue(), **attributes})
     server = Server()
-    server.define("flood", Flood)
+    server.define("flood", cls)
     running = serve(server)
     client = Client(running.endpoint)
     other = client.join_or_create("flood")
     seat = client.matchmake("joinById", other.room_id, {})
-    stalled = connect(client.room_url(seat))  # a bare socket: nobody ever reads from it
+    stalled = connect(client.room_url(seat))  # a bare socket: reads only when the test says
     stalled.send(b"\x0a")  # the join ack (JOIN_ROOM itself stays unread in the buffer)
-    stalled.send(encode_message("flood"))
-    assert leaves.get(timeout=20) == seat.session_id
+    return running, other, stalled, seat.session_id, cls.events
+
+
+@pytest.mark.parametrize("backlog", [256 * 1024, 64 * 1024 * 1024, None],
+                         ids=["backlog-overflows", "nothing-read-for-send_timeout", "no-backlog"])
+def test_a_client_that_stops_reading_is_dropped_and_the_room_plays_on(serve, caplog, backlog):
+    """Dropped when its queue overflows, when it reads nothing for send_timeout while its queue
+    holds the rest, or (no queue) when a send waited send_timeout; the others keep playing."""
+    from greenroom.client import encode_message
+
+    caplog.set_level(logging.INFO, "greenroom.web.wsfixes")
+    running, other, stalled, session_id, events = flood_room(serve, send_backlog=backlog)
+    stalled.send(encode_message("flood", 512))  # 32 MiB to a client that reads nothing
+    seen = [events.get(timeout=20), events.get(timeout=20)]
+    assert ("leave", session_id) in seen and ("flooded", session_id) in seen
     other.send("echo", "still here")
     assert other.wait_for_message("echo") == "still here"
+    if backlog is not None:
+        assert "it is not reading" in caplog.text
+
+
+def test_a_slow_client_does_not_stall_its_room_and_gets_everything_in_order(serve):
+    """What its socket does not take waits in its queue: the room answers others at once, and
+    once the client reads, every frame arrives whole and in order."""
+    from greenroom.client import encode_message
+    from greenroom.protocol import frames
+
+    running, other, stalled, session_id, events = flood_room(
+        serve, send_timeout=60, send_backlog=64 * 1024 * 1024)
+    count = 256  # 16 MiB: more than loopback's socket buffers hold
+    stalled.send(encode_message("flood", count))
+    assert events.get(timeout=20) == ("flooded", session_id)   # the room did not wait
+    [server_room] = running.matchmaker.rooms.values()
+    [slow] = [c for c in server_room.clients if c.session_id == session_id]
+    assert slow.transport.ws._backlog_bytes > 0, "the flood fitted in the socket buffers"
+    other.send("echo", "not stalled")
+    assert other.wait_for_message("echo") == "not stalled"
+    assert events.empty()                                      # nobody left
+    assert stalled.recv(timeout=10)[0] == frames.Code.JOIN_ROOM
+    for i in range(count):
+        assert stalled.recv(timeout=10) == frames.room_data_bytes("blob", blob(i)), i
+    stalled.close()
+    assert events.get(timeout=10) == ("leave", session_id)

@@ -75,6 +75,7 @@ def serve_room_socket(matchmaker: MatchMaker, environ: dict[str, Any], ws: Any, 
         return
     ws.max_message_size = room.max_message_size
     ws.send_timeout = room.send_timeout
+    ws.send_backlog = room.send_backlog
     try:
         client = room._inbox.call(room._join, client, token, skip_handshake)
     except GreenroomError as exc:

@@ -28,7 +28,9 @@ Connection contract (what room code can rely on):
   wait for the peer's answer by ``close_timeout``.
 * ``send()`` is safe from several greenlets at once (a room broadcasting while the connection
   greenlet answers a ping). ``send_timeout`` (default None) bounds a send to a peer that stopped
-  reading; ``ping()`` + ``last_pong`` support heartbeats.
+  reading; with ``send_backlog`` set as well, a send never waits: what the socket does not take
+  is queued (up to that many bytes) and written by a greenlet of its own, so a slow peer cannot
+  stall the sender (a room and its other clients). ``ping()`` + ``last_pong`` support heartbeats.
 * When the app returns, Handler closes with 1000 if the app did not (1011 if it raised, 1001 on
   server shutdown) and waits up to ``close_timeout`` for the peer's close frame.
 """
@@ -46,6 +48,7 @@ import struct
 import sys
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterable
 from importlib import metadata
 from typing import Any
@@ -264,6 +267,10 @@ class WebSocket(_gws_websocket.WebSocket):
     #: If set, a send that cannot complete in this many seconds (a client that stopped reading)
     #: drops the connection instead of stalling the sending greenlet -- usually a room.
     send_timeout: float | None = None
+    #: With send_timeout: bytes a send may leave queued for a peer that is slow to read, written
+    #: in order by a greenlet of the connection's own; past it the connection is dropped. None:
+    #: a send waits for the socket instead (bounded by send_timeout).
+    send_backlog: int | None = None
 
     def __init__(self, environ: dict[str, Any], stream: Stream, handler: Any) -> None:
         super().__init__(environ, stream, handler)
@@ -282,6 +289,8 @@ class WebSocket(_gws_websocket.WebSocket):
         self._ended = False  # receive() has reported the end
         self._reader: Any = None  # greenlet inside receive()
         self._close_timer: Any = None
+        self._backlog: deque[bytes | memoryview] | None = None  # frames the socket did not take
+        self._backlog_bytes = 0
         self._rbuf = b""  # bytes received from the peer; frames are parsed from _rpos on
         self._rpos = 0
         self._drained = True  # the last read emptied the kernel's buffer: wait before reading
@@ -616,10 +625,18 @@ class WebSocket(_gws_websocket.WebSocket):
         timeout = self.send_timeout
         try:
             with self._send_lock:
+                if self._backlog is not None:  # frames are waiting: this one goes after them
+                    self._queue(data)
+                    return
                 rest = self._send_now(data)
                 if rest is None:
                     return
-                if timeout is None:
+                if timeout is not None and self.send_backlog is not None:
+                    self._backlog = deque()
+                    self._backlog_bytes = 0
+                    self._queue(rest)
+                    gevent.spawn(self._write_backlog)
+                elif timeout is None:
                     self.raw_write(rest)
                 else:
                     with gevent.Timeout(timeout, _SendTimeout):
@@ -631,6 +648,41 @@ class WebSocket(_gws_websocket.WebSocket):
         except OSError as exc:
             self._dead()
             raise WebSocketError("Socket is dead") from exc
+
+    def _queue(self, data: bytes | memoryview) -> None:
+        """Add to the backlog; a peer that let it grow past ``send_backlog`` is dropped."""
+        self._backlog.append(data)
+        self._backlog_bytes += len(data)
+        if self._backlog_bytes > self.send_backlog:
+            self._drop_slow_peer(f"{self._backlog_bytes} bytes queued")
+            raise WebSocketError("Send backlog full: the peer is not reading")
+
+    def _write_backlog(self) -> None:
+        """The connection's writer while a backlog exists: one frame at a time, each within
+        ``send_timeout``; senders meanwhile only append (under the send lock), so order holds."""
+        try:
+            while True:
+                with self._send_lock:
+                    backlog = self._backlog
+                    if not backlog:
+                        self._backlog = None
+                        return
+                    data = backlog.popleft()
+                with gevent.Timeout(self.send_timeout, _SendTimeout):
+                    self.raw_write(data)
+                self._backlog_bytes -= len(data)
+        except _SendTimeout:
+            self._drop_slow_peer(f"nothing read for {self.send_timeout:g} s")
+        except (OSError, WebSocketError):
+            self._dead()
+        self._backlog = None
+
+    def _drop_slow_peer(self, why: str) -> None:
+        log.info("dropping WebSocket peer %s: it is not reading (%s)",
+                 self.environ.get("REMOTE_ADDR") or "-", why)
+        self._backlog = None
+        self._dead()
+        self._abort()
 
     def _send_now(self, data: bytes) -> memoryview | None:
         """Send what the socket buffer takes without waiting; return the rest (None: all sent).
