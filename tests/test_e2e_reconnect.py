@@ -134,14 +134,22 @@ def test_a_socket_without_the_token_cannot_claim_a_reserved_reconnection(held):
     assert again.wait_for_message("echo") == "back"
 
 
-def test_an_unused_reconnection_reservation_keeps_the_seat_held_until_the_hold_ends(held):
-    window = 2.0
+WINDOW = 4.0  # seconds B's seat is held; the checks made during it take well under that
+
+
+def held_pair(held):
+    """A 2-seat room with a short reservation timeout, and its clients A and B."""
     running, client, events = held(max_clients=2, seat_reservation_timeout=0.2,
-                                   reconnect_window=window)
+                                   reconnect_window=WINDOW)
     a = client.create("held")
     b = client.join_by_id(a.room_id)
+    return running, client, events, a, b, running.matchmaker.get_room(a.room_id)
+
+
+def test_an_unused_reconnection_reservation_keeps_the_seat_held_until_the_hold_ends(held):
+    window = WINDOW
+    running, client, events, a, b, room = held_pair(held)
     room_id = a.room_id
-    room = running.matchmaker.get_room(room_id)
     assert seats(running, room_id) == (2, True)
 
     dropped = time.monotonic()
@@ -174,13 +182,9 @@ def test_an_unused_reconnection_reservation_keeps_the_seat_held_until_the_hold_e
 
 
 def test_a_room_with_only_a_held_seat_outlives_its_unused_reservation(held):
-    window = 2.0
-    running, client, events = held(max_clients=2, seat_reservation_timeout=0.2,
-                                   reconnect_window=window)
-    a = client.create("held")
-    b = client.join_by_id(a.room_id)
+    window = WINDOW
+    running, client, events, a, b, room = held_pair(held)
     room_id = a.room_id
-    room = running.matchmaker.get_room(room_id)
     assert a.leave() == 4000
     assert events.get(timeout=5) == ("leave", a.session_id, True)
 
