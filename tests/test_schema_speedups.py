@@ -9,6 +9,7 @@ everyone else. The states are twins: the same classes rebuilt with the Python ``
 from __future__ import annotations
 
 import math
+import os
 from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
@@ -203,3 +204,24 @@ def test_an_encode_error_in_the_compiled_loop_names_the_structure() -> None:
         encode_patch(tracker)
     state.item.name = "c"                 # the next tick encodes again
     assert encode_patch(tracker).endswith(b"\x80\xa1c")
+
+
+def test_without_the_extension_the_python_encoder_runs_and_says_so() -> None:
+    """What an install without a C compiler gets (the import of _speedups fails)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['greenroom.schema._speedups'] = None\n"
+        "from greenroom.schema import Schema, field, ChangeTracker, encode_patch, speedups\n"
+        "from greenroom.schema import encoder\n"
+        "class P(Schema):\n"
+        "    x = field('number', default=0)\n"
+        "p = P(); t = ChangeTracker(p); t.discard_changes(); p.x = 0.5\n"
+        "assert encoder._patch_loop is encoder.patch_loop\n"
+        "print(speedups.implementation(), encode_patch(t).hex())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "GREENROOM_PURE_PYTHON": ""})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["python", (b"\x80" + encode_number(0.5)).hex()]
