@@ -211,7 +211,7 @@ class Server:
                  self.dialect.value, speedups.implementation())
         if speedups.compiled is None and not speedups.switched_off():
             log.warning("greenroom.schema._speedups is not built: state patches are encoded in "
-                        "pure Python (about 5x slower); reinstall greenroom where a C compiler and "
+                        "pure Python (about 7x slower); reinstall greenroom where a C compiler and "
                         "the Python headers are available")
         for signum in (signal.SIGTERM, signal.SIGINT):
             gevent.signal_handler(signum, self._on_signal, signum)

@@ -280,7 +280,7 @@ child_node(PyObject *value)
 
 /* ---- the patch loop ---------------------------------------------------------------------- */
 
-/* The ops of one Schema instance: encoder.schema_pending / encode_patch's inline loop.
+/* The ops of one Schema instance (encoder.schema_pending).
  * Returns 1 if something was written, 0 if not, -1 on error. */
 static int
 schema_pending(PyObject *node, PyObject *pending, PyObject *out, PyObject *children,

@@ -19,8 +19,6 @@ from .errors import EncodeError
 from .fields import OP_ADD, OP_CLEAR, OP_DELETE, OP_DELETE_AND_ADD, OP_REPLACE, REF, TYPE_ID
 from .types import INT_BYTES as _INT_BYTES
 from .types import INT_TABLE_SIZE as _INT_TABLE_SIZE
-from .types import pack_f32 as _pack_f32
-from .types import unpack_f32 as _unpack_f32
 
 _ADD = bytes([OP_ADD])
 _REPLACE = bytes([OP_REPLACE])
@@ -268,20 +266,13 @@ def encode_patch(state: ChangeTracker | Any) -> bytes:
 def patch_loop(tracker: ChangeTracker, out: bytearray, where: list[Node | None]) -> None:
     """The operations of every structure touched this tick, in ``tracker.queue`` order.
 
-    The reference for ``_speedups.patch_loop``, which does the same (maps and arrays through
-    ``write_pending``, new structures through ``_emit_new``). ``where[0]`` is the node being
-    written, for the error message.
+    The reference for ``_speedups.patch_loop``, which does the same: each structure through
+    ``write_pending`` (the C loop writes Schema instances itself, with the code behind
+    ``_speedups.schema_pending``), then the structures it introduced through ``_emit_new``.
+    ``where[0]`` is the node being written, for the error message.
     """
     type_ids = tracker.type_ids
     children: list[Node] = []
-    # Hot loop: everything it needs is a local. Schema instances (the bulk of a game's
-    # patches) are written inline, ``number`` fields included (the steps of
-    # ``types.fast_number`` without its call); maps and arrays go to write_pending.
-    pack_f32 = _pack_f32
-    unpack_f32 = _unpack_f32
-    int_bytes = _INT_BYTES
-    int_table_size = _INT_TABLE_SIZE
-    absent = ABSENT
     for node in tracker.queue:
         where[0] = node
         pending = node.pending
@@ -292,59 +283,11 @@ def patch_loop(tracker: ChangeTracker, out: bytearray, where: list[Node | None])
         start = len(out)
         if start or node.refid:
             out += node.head
-        if node.kind:              # MAP_NODE / ARRAY_NODE (SCHEMA_NODE is 0)
-            mark = len(out)
-            write_pending(node, pending, out, type_ids, children)
-            node.cleared = False
-            if len(out) == mark:
-                del out[start:]
-        else:                      # SCHEMA_NODE
-            ref = node.ref
-            d = ref.__dict__
-            table = ref._gr_patch
-            wrote = False
-            for index, marker in pending.items():
-                name, add_op, number, encode, fd = table[index]
-                value = d[name]
-                if value is None:
-                    if marker != absent:
-                        out += fd.delete_op
-                        wrote = True
-                    continue
-                if number:
-                    wrote = True
-                    out += add_op
-                    cls = value.__class__
-                    if cls is int:
-                        if 0 <= value < int_table_size:
-                            out += int_bytes[value]
-                            continue
-                    elif cls is float and not value.is_integer():
-                        try:
-                            packed = pack_f32(value)
-                        except OverflowError:
-                            packed = None
-                        if packed is not None and -1e-4 < unpack_f32(packed)[0] - value < 1e-4:
-                            out += b"\xca"
-                            out += packed
-                            continue
-                    out += encode(value)
-                elif number is not None:   # another primitive
-                    wrote = True
-                    out += add_op
-                    out += encode(value)
-                else:                      # a structure
-                    child = value._gr
-                    if marker == child.refid:
-                        continue
-                    wrote = True
-                    out += add_op if marker == absent else fd.dna_op
-                    out += child.rid
-                    if fd.schema_cls is not None and value.__class__ is not fd.schema_cls:
-                        out += type_id_suffix(value, fd.schema_cls, type_ids)
-                    children.append(child)
-            if not wrote:
-                del out[start:]
+        mark = len(out)
+        write_pending(node, pending, out, type_ids, children)
+        node.cleared = False
+        if len(out) == mark:
+            del out[start:]
         if children:
             for child in children:
                 if child.new:

@@ -28,10 +28,9 @@ _F32_TOLERANCE = 1e-4
 def fast_number(value: Any) -> bytes:
     """``encode_number`` with the common cases (small ints, finite floats) short-circuited.
 
-    The patch loop spends most of its time here; the result is byte-for-byte that of
-    ``protocol.primitives.encode_number`` (the tests compare both on random values).
-    ``encoder.encode_patch`` and ``encoder.full_block`` inline the same steps for ``number``
-    fields: keep them in step.
+    The Python patch loop spends most of its time here; the result is byte-for-byte that of
+    ``protocol.primitives.encode_number`` (the tests compare both on random values), as is
+    ``number_bytes`` in ``_speedups.c``, the compiled encoder's version of these steps.
     """
     cls = value.__class__
     if cls is int:
