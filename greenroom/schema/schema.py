@@ -117,14 +117,7 @@ class Schema:
         if old == value and (old is value or old.__class__ is value.__class__):
             return
         d[name] = value
-        node = d["_gr"]
-        pending = node.pending
-        if pending is not None:          # already touched this tick (so tracked, not new)
-            if fd.index not in pending:
-                pending[fd.index] = ABSENT if old is None else PRESENT
-        elif node.tracker is not None and not node.new:
-            node.pending = {fd.index: ABSENT if old is None else PRESENT}
-            node.tracker.queue.append(node)
+        _record(d["_gr"], fd.index, ABSENT if old is None else PRESENT)
 
     def _gr_set_ref(self, fd: Field, value: Any) -> None:
         if value is not None:
@@ -140,14 +133,7 @@ class Schema:
             return
         if value is not None:
             validate_attach(tracker, value._gr)
-        if not node.new:
-            marker = ABSENT if old is None else old._gr.refid
-            pending = node.pending
-            if pending is None:
-                node.pending = {fd.index: marker}
-                tracker.queue.append(node)
-            elif fd.index not in pending:
-                pending[fd.index] = marker
+        _record(node, fd.index, ABSENT if old is None else old._gr.refid)
         d[fd.name] = value
         if old is not None:
             detach(old._gr)
@@ -176,6 +162,17 @@ class Schema:
         return f"{type(self).__name__}({inner})"
 
 
+def _record(node: Node, index: int, marker: int) -> None:
+    """Note slot ``index``'s first change this tick with what the client held (changes.py)."""
+    pending = node.pending
+    if pending is not None:          # already touched this tick (so tracked, not new)
+        if index not in pending:
+            pending[index] = marker
+    elif node.tracker is not None and not node.new:
+        node.pending = {index: marker}
+        node.tracker.queue.append(node)
+
+
 def _is_generated(method: Any) -> bool:
     return getattr(method, "_gr_generated", False) or (
         speedups.compiled is not None and isinstance(method, speedups.compiled.FastSetattr))
@@ -187,7 +184,8 @@ def _fast_setattr(cls: type[Schema]) -> Any:
     Assigning a primitive field is what game code does most; this version finds the field's
     facts in one dict lookup with the class's tables bound in the closure (no attribute lookups
     on the instance or the Field) and records the change as ``Schema.__setattr__`` does.
-    Structures and other attributes go to ``Schema.__setattr__``. A class that defines its own
+    Structures, other attributes and values that need a check go to ``Schema.__setattr__``
+    (so does the compiled version). A class that defines its own
     ``__setattr__`` keeps it (and its subclasses do not get a generated one either).
     """
     generic = Schema.__setattr__
@@ -196,33 +194,20 @@ def _fast_setattr(cls: type[Schema]) -> Any:
         # the same steps in C; it hands whatever needs a check or a conversion to ``generic``
         fast = {fd.name: (fd.index, fd.fast) for fd in cls._gr_fields if not fd.is_ref}
         return speedups.compiled.FastSetattr(fast, generic, qualname)
-    table = {fd.name: (fd.index, fd.fast, fd.check) for fd in cls._gr_fields if not fd.is_ref}
+    table = {fd.name: (fd.index, fd.fast) for fd in cls._gr_fields if not fd.is_ref}
     get = table.get
 
     def __setattr__(self: Schema, name: str, value: Any) -> None:
         entry = get(name)
-        if entry is None:
-            generic(self, name, value)
+        if entry is None or (value.__class__ not in entry[1] and value is not None):
+            generic(self, name, value)   # not a primitive field, or the value needs a check
             return
-        index, fast, check = entry
-        if value.__class__ not in fast and value is not None:
-            try:
-                value = check(value)
-            except (TypeError, ValueError) as exc:
-                raise type(exc)(f"{type(self).__name__}.{name}: {exc}") from None
         d = self.__dict__
         old = d[name]
         if old == value and (old is value or old.__class__ is value.__class__):
             return
         d[name] = value
-        node = d["_gr"]
-        pending = node.pending
-        if pending is not None:          # already touched this tick (so tracked, not new)
-            if index not in pending:
-                pending[index] = ABSENT if old is None else PRESENT
-        elif node.tracker is not None and not node.new:
-            node.pending = {index: ABSENT if old is None else PRESENT}
-            node.tracker.queue.append(node)
+        _record(d["_gr"], entry[0], ABSENT if old is None else PRESENT)
 
     __setattr__._gr_generated = True  # type: ignore[attr-defined]
     __setattr__.__qualname__ = qualname
