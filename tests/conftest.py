@@ -26,6 +26,9 @@ from servers import (  # noqa: E402,F401 - real Redis and MongoDB-protocol serve
     redis_url,
 )
 
+# The test kit (greenroom/testing): greenroom_boot, greenroom, TestServer.
+pytest_plugins = ["greenroom.testing"]
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
 JS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js")

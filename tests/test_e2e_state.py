@@ -6,24 +6,26 @@ import pytest
 from gevent.queue import Queue
 
 from greenroom import Room, Server
-from greenroom.client import Client
-from greenroom.schema import Schema, StateDecoder, StateView, field
+from greenroom.schema import Schema, StateView, field
+
+from conftest import load_example
 
 
 @pytest.fixture
-def echo(echo_server):
-    return Client(echo_server.endpoint, state_decoder=StateDecoder)
+def echo(greenroom_boot):
+    return greenroom_boot(load_example("echo").server)
 
 
 def test_echo_state_follows_moves_logs_joins_and_leaves(echo):
-    alice = echo.join_or_create("echo", {"name": "alice"})
+    alice = echo.connect("echo", {"name": "alice"})
     assert alice.wait_for_state(lambda s: alice.session_id in s["players"])["tick"] == 1
     alice.send("move", {"x": 10, "y": 20.5})
     alice.send("log", "first")
     state = alice.wait_for_state(lambda s: s["log"] == ["first"] and s["players"][alice.session_id]["x"] == 10)
     assert state["players"][alice.session_id] == {"name": "alice", "x": 10, "y": 20.5}
     assert state["title"] == "lobby"
-    bob = echo.join_by_id(alice.room_id, {"name": "bob"})
+    assert echo.room_of(alice).state.to_json()["players"] == state["players"]
+    bob = echo.connect(alice, {"name": "bob"})
     assert bob.wait_for_state(lambda s: len(s["players"]) == 2)["log"] == ["first"]
     alice.wait_for_state(lambda s: bob.session_id in s["players"] and s["tick"] == 2)
     bob.leave()
@@ -34,10 +36,10 @@ def test_echo_state_follows_moves_logs_joins_and_leaves(echo):
 def test_newcomer_full_state_is_not_followed_by_a_replayed_patch(echo):
     """PROTOCOL §4.1 ordering rule: log entries appended in the same tick as a join must appear
     once in the newcomer's state, not twice (an array ADD replayed is an insert)."""
-    alice = echo.join_or_create("echo", {"name": "alice"})
+    alice = echo.connect("echo", {"name": "alice"})
     for i in range(5):
         alice.send("log", f"line {i}")
-    bob = echo.join_by_id(alice.room_id, {"name": "bob"})
+    bob = echo.connect(alice, {"name": "bob"})
     alice.send("log", "after bob")
     expected = [f"line {i}" for i in range(5)] + ["after bob"]
     assert bob.wait_for_state(lambda s: len(s["log"]) >= 6)["log"] == expected
@@ -69,25 +71,25 @@ class Ticking(Room):
 
 
 @pytest.fixture
-def ticking(serve):
+def ticking(greenroom_boot):
     server = Server()
     server.define("ticking", Ticking)
-    running = serve(server)
-    return Client(running.endpoint, state_decoder=StateDecoder)
+    return greenroom_boot(server)
 
 
 def test_after_next_patch_messages_arrive_after_the_state_they_follow(ticking):
-    room = ticking.join_or_create("ticking")
+    room = ticking.connect("ticking")
     seen = Queue()
     room.on_message("after", lambda value: seen.put((value, room.state["value"])))
     room.send("bump")
+    assert ticking.sync(room).state.value == 1  # handled by the room, not yet patched, maybe
     value, state_value = seen.get(timeout=5)
     assert value == 1 and state_value == 1  # the patch carrying value=1 came first
 
 
 def test_on_before_patch_changes_ship_and_views_hide_private_fields(ticking):
-    viewer = ticking.join_or_create("ticking")
-    other = ticking.join_by_id(viewer.room_id)
+    viewer = ticking.connect("ticking")
+    other = ticking.connect(viewer)
     viewer.send("reveal")
     viewer.wait_for_state(lambda s: s.get("secret") == "for viewers only", timeout=5)
     other.send("bump")
@@ -96,9 +98,10 @@ def test_on_before_patch_changes_ship_and_views_hide_private_fields(ticking):
 
 
 def test_100_clients_in_4_rooms_all_converge(echo):
-    jobs = [gevent.spawn(echo.join_or_create, "echo", {"name": f"p{i}"}, 30) for i in range(100)]
+    jobs = [gevent.spawn(echo.connect, "echo", {"name": f"p{i}"}, timeout=30) for i in range(100)]
     gevent.joinall(jobs, timeout=60, raise_error=True)
     rooms = [job.value for job in jobs]
+    assert len(echo.rooms) == 25  # 4 seats each: full rooms, none over
     for room in rooms:
         room.send("move", {"x": 1, "y": 2})
     for room in rooms:

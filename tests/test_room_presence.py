@@ -3,20 +3,18 @@ execution and end with the room."""
 
 import logging
 
-import gevent
 import pytest
-from gevent.event import Event
 from gevent.queue import Queue
 
 from greenroom import Room, Server
-from greenroom.client import Client
 from greenroom.drivers import LocalDriver
-from greenroom.schema import Schema, StateDecoder, field
+from greenroom.schema import Schema, field
+
+from servers import wait_until
 
 
-def test_room_subscription_is_delivered_in_the_room_and_dropped_on_dispose(presence, serve):
+def test_room_subscription_is_delivered_in_the_room_and_dropped_on_dispose(presence, greenroom_boot):
     received = Queue()
-    disposed = Event()
 
     class Listener(Room):
         def on_create(self, options):
@@ -25,21 +23,18 @@ def test_room_subscription_is_delivered_in_the_room_and_dropped_on_dispose(prese
         def on_news(self, message):
             received.put((message, self._inbox.in_room))
 
-        def on_dispose(self):
-            disposed.set()
-
     server = Server(presence=presence, driver=LocalDriver())
     server.define("listener", Listener)
-    running = serve(server)
-    room = Client(running.endpoint).join_or_create("listener")
+    test = greenroom_boot(server)
+    client = test.connect("listener")
+    room = test.room_of(client)
     assert "greenroom:test:news" in presence.channels()
     presence.publish("greenroom:test:news", {"headline": "hello"})
     assert received.get(timeout=5) == ({"headline": "hello"}, True)
-    room.leave()
-    assert disposed.wait(5)
-    with gevent.Timeout(5, AssertionError("the room's subscription outlived it")):
-        while "greenroom:test:news" in presence.channels():
-            gevent.sleep(0.05)
+    client.leave()
+    test.wait_for_dispose(room)
+    # Unsubscribing follows on_dispose; no event says it is done.
+    wait_until(lambda: "greenroom:test:news" not in presence.channels())
 
 
 class Score(Schema):
@@ -59,29 +54,29 @@ class Scoring(Room):
 
 
 @pytest.fixture
-def scoring(serve):
+def scoring(greenroom_boot):
     server = Server()
     server.define("scoring", Scoring)
-    return serve(server)
+    return greenroom_boot(server)
 
 
 def test_a_state_that_cannot_be_encoded_is_logged_with_the_room_id(scoring, caplog, monkeypatch):
-    client = Client(scoring.endpoint, state_decoder=StateDecoder)
-    room = client.join_or_create("scoring")
-    server_room = scoring.matchmaker.get_room(room.room_id)
+    room = scoring.connect("scoring")
+    server_room = scoring.room_of(room)
 
     def broken(clients):
         raise RuntimeError("cannot encode this")
+
+    def encoding_failure():
+        return next((r for r in caplog.records if "cannot encode the state patch" in r.getMessage()), None)
 
     with caplog.at_level(logging.ERROR, logger="greenroom.room"):
         monkeypatch.setattr(server_room._serializer, "encode_patches", broken)
         room.send("score")
         room.send("echo", "room still alive")
         assert room.wait_for_message("echo") == "room still alive"
-        with gevent.Timeout(5, AssertionError("the encoding failure was not logged")):
-            while not any("cannot encode the state patch" in r.getMessage() for r in caplog.records):
-                gevent.sleep(0.02)
-    line = next(r for r in caplog.records if "cannot encode the state patch" in r.getMessage())
+        assert scoring.sync(room).state.points == 1
+        line = wait_until(encoding_failure)  # at the room's next patch tick, which nothing signals
     assert room.room_id in line.getMessage()
     monkeypatch.undo()  # the encoder works again: the pending change reaches the client
     assert room.wait_for_state(lambda s: s["points"] == 1)["points"] == 1
