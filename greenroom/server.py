@@ -17,12 +17,14 @@ import gevent
 from gevent.event import Event
 
 from .drivers.base import Driver
+from .health import Readiness
 from .ids import generate_id
 from .matchmaker import MatchMaker, RoomDefinition
 from .protocol.dialect import Dialect
 from .room import Room
 from .schema import speedups
-from .web.app import GreenroomApp, WSGIApp
+from .web import http
+from .web.app import GreenroomApp, Route, WSGIApp
 
 log = logging.getLogger("greenroom.server")
 
@@ -110,11 +112,14 @@ class Server:
                                      public_address=self.public_address, rpc=rpc, registry=registry,
                                      lease=self.lease if self.distributed else None,
                                      rpc_timeout=rpc_timeout)
+        self.readiness = Readiness({"presence": self.presence, "driver": self.driver},
+                                   accepting=lambda: self.matchmaker._accepting)
+        self.routes: dict[str, Route] = {"/ready": self._ready_route}
         self.dialect = Dialect.parse(dialect)
         self.wsgi_app = GreenroomApp(
             self.matchmaker, dialect=self.dialect,
             dialects={k: Dialect.parse(v) for k, v in (dialects or {}).items()},
-            health=self.health, on_first_request=self.start)
+            health=self.health, on_first_request=self.start, routes=self.routes)
         self._stopped = Event()
         self._wsgi_server: Any = None
         self._started = False
@@ -133,7 +138,7 @@ class Server:
         """Serve greenroom's routes and hand every other request to ``app`` (a Flask app, say)."""
         return GreenroomApp(self.matchmaker, dialect=self.wsgi_app.dialect,
                             dialects=self.wsgi_app.dialects, fallback=app, health=self.health,
-                            on_first_request=self.start)
+                            on_first_request=self.start, routes=self.routes)
 
     def set_public_address(self, address: str | None) -> None:
         """Where clients reach this process's room sockets (``host:port[/path]``)."""
@@ -178,7 +183,19 @@ class Server:
             "presence": type(self.presence).__name__,
             "driver": type(self.driver).__name__,
             "encoder": speedups.implementation(),
+            "backends": self.readiness.backends(),  # last known; /ready checks afresh
         }
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        """Can this process seat players now? (see greenroom.health)"""
+        ready, body = self.readiness.check()
+        return ready, {**body, "processId": self.process_id}
+
+    def _ready_route(self, environ: dict[str, Any], rest: str) -> http.Response:
+        if rest.strip("/") or environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
+            return http.error_response(environ, 404, f"no route for {environ.get('PATH_INFO')}")
+        ready, body = self.ready()
+        return http.json_response(environ, 200 if ready else 503, body)
 
     # -- serving in this process ------------------------------------------------------------------
     def listen(self, host: str = "127.0.0.1", port: int = 2567, *, listener: Any = None,

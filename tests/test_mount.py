@@ -1,26 +1,16 @@
 """greenroom in front of a Flask app, in one WSGI server (examples/flask_mount.py)."""
 
-import http.client
-
-from greenroom.client import Client
-
 from conftest import load_example
 
 
-def get(port, path):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", path)
-    response = conn.getresponse()
-    return response.status, response.read().decode()
-
-
-def test_flask_routes_and_rooms_share_one_server(serve):
-    example = load_example("flask_mount")
-    running = serve(example.server)
-    assert get(running.port, "/") == (200, "the game's web site, served by Flask")
-    assert get(running.port, "/nothing-here")[0] == 404  # Flask's own 404
-    status, body = get(running.port, "/health")
-    assert status == 200 and '"status":"ok"' in body
-    room = Client(running.endpoint).join_or_create("lobby")
+def test_flask_routes_and_rooms_share_one_server(greenroom_boot):
+    test = greenroom_boot(load_example("flask_mount").server)
+    home = test.get("/")
+    assert (home.status, home.body) == (200, b"the game's web site, served by Flask")
+    assert test.get("/nothing-here").status == 404  # Flask's own 404
+    health = test.get("/health")
+    assert health.status == 200 and health.json()["status"] == "ok"
+    assert test.get("/ready").json()["status"] == "ready"  # greenroom's routes come first
+    room = test.connect("lobby", state_decoder=None)
     assert room.wait_for_message("hello") == "from greenroom"
     room.leave()

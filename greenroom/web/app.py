@@ -15,6 +15,8 @@ from .socket import serve_ping_socket, serve_room_socket
 log = logging.getLogger("greenroom.web")
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+# An extra HTTP route: (environ, the path after its prefix) -> response.
+Route = Callable[[dict[str, Any], str], http.Response]
 
 
 class GreenroomApp:
@@ -23,7 +25,8 @@ class GreenroomApp:
     def __init__(self, matchmaker: MatchMaker, *, dialect: Dialect = Dialect.V3,
                  dialects: Mapping[str, Dialect] | None = None, fallback: WSGIApp | None = None,
                  health: Callable[[], dict[str, Any]] | None = None,
-                 on_first_request: Callable[[], None] | None = None) -> None:
+                 on_first_request: Callable[[], None] | None = None,
+                 routes: Mapping[str, Route] | None = None) -> None:
         self.matchmaker = matchmaker
         self.dialect = dialect
         # Path prefix -> dialect, e.g. {"/v18": Dialect.V5}: one deployment serves both wires.
@@ -31,6 +34,8 @@ class GreenroomApp:
         self.fallback = fallback
         self.health = health
         self.matchmake = http.MatchmakeRoute(matchmaker)
+        # Path prefix -> Route (readiness, monitor, metrics): plain HTTP only, never a socket.
+        self.routes = {"/" + k.strip("/"): v for k, v in (routes or {}).items()}
         self._on_first_request = on_first_request
 
     def dialect_for(self, prefix_segments: list[str]) -> Dialect:
@@ -53,6 +58,9 @@ class GreenroomApp:
             return self._respond(start_response, self.matchmake(environ, segments[-2], segments[-1]))
         if segments == ["health"]:
             return self._respond(start_response, self._health(environ))
+        for prefix, route in self.routes.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return self._respond(start_response, route(environ, path[len(prefix):]))
         if self.fallback is not None:
             return self.fallback(environ, start_response)
         if not segments and environ["REQUEST_METHOD"] in ("GET", "HEAD"):
@@ -71,8 +79,8 @@ class GreenroomApp:
         return []
 
     def _health(self, environ: dict[str, Any]) -> http.Response:
-        info = self.health() if self.health else {"status": "ok"}
-        return http.json_response(environ, 200 if info.get("status") == "ok" else 503, info)
+        # Liveness: 200 while the process answers, whatever its backends (that is /ready's job).
+        return http.json_response(environ, 200, self.health() if self.health else {"status": "ok"})
 
     @staticmethod
     def _respond(start_response: Callable[..., Any], response: http.Response) -> list[bytes]:
