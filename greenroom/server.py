@@ -89,7 +89,7 @@ class Server:
                  dialect: str | Dialect = Dialect.V3,
                  dialects: Mapping[str, str | Dialect] | None = None,
                  heartbeat: float | None = None, lease: float | None = None,
-                 rpc_timeout: float = 5.0) -> None:
+                 rpc_timeout: float = 5.0, monitor: Any = None) -> None:
         from .presence.local import LocalPresence
 
         self.presence, self.driver = _backends(presence, driver, redis_url, mongo_uri)
@@ -115,6 +115,9 @@ class Server:
         self.readiness = Readiness({"presence": self.presence, "driver": self.driver},
                                    accepting=lambda: self.matchmaker._accepting)
         self.routes: dict[str, Route] = {"/ready": self._ready_route}
+        from .monitor import attach as attach_monitor
+
+        self.monitor = attach_monitor(self, monitor)  # its routes, when enabled, and its RPC
         self.dialect = Dialect.parse(dialect)
         self.wsgi_app = GreenroomApp(
             self.matchmaker, dialect=self.dialect,

@@ -1,0 +1,67 @@
+"""The monitor: a page and a JSON API to watch and act on the rooms of a deployment.
+
+Off unless enabled, with a token: ``Server(monitor=Monitor(token="..."))``, or the environment
+(``GREENROOM_MONITOR_TOKEN``, and ``GREENROOM_MONITOR_PATH``, default ``/monitor``), which is
+how ``greenroom serve`` and every worker of a cluster get it. Every process of a distributed
+deployment answers the monitor's calls for its own rooms, whether or not it serves the page.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Monitor", "attach", "from_env"]
+
+# Paths the monitor may not take: greenroom's own routes.
+_RESERVED = {"", "health", "ready", "matchmake", "metrics"}
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """Where the monitor is served and the token that opens it."""
+
+    token: str
+    path: str = "/monitor"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.token, str) or len(self.token) < 8:
+            raise ValueError("the monitor token must be a string of at least 8 characters")
+        segments = [s for s in self.path.split("/") if s]
+        if not self.path.startswith("/") or not segments or segments[0] in _RESERVED \
+                or "matchmake" in segments:
+            raise ValueError(f"monitor path {self.path!r}: expected an absolute path of its own, "
+                             "such as /monitor (not /, /health, /ready, /metrics or a matchmake path)")
+        object.__setattr__(self, "path", "/" + "/".join(segments))
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Monitor | None:
+    environ = os.environ if environ is None else environ
+    token = environ.get("GREENROOM_MONITOR_TOKEN")
+    if not token:
+        return None
+    return Monitor(token=token, path=environ.get("GREENROOM_MONITOR_PATH") or "/monitor")
+
+
+def attach(server: Any, monitor: Monitor | bool | None) -> Monitor | None:
+    """Serve ``server``'s monitor calls over RPC and, when enabled, add its routes.
+
+    ``monitor``: a Monitor, None (from the environment) or False (off whatever the environment).
+    """
+    from .deployment import Deployment, register
+
+    matchmaker = server.matchmaker
+    if matchmaker.rpc is not None:
+        register(matchmaker.rpc, matchmaker)
+    if monitor is None:
+        monitor = from_env()
+    if not monitor:
+        return None
+    if not isinstance(monitor, Monitor):
+        raise TypeError(f"monitor must be a greenroom.monitor.Monitor, not {type(monitor).__name__}")
+    from .api import MonitorAPI
+
+    server.routes[monitor.path] = MonitorAPI(Deployment(matchmaker, server.registry), monitor.token)
+    return monitor
