@@ -14,6 +14,8 @@ import os
 import sys
 from typing import Any
 
+from .loadtest import cli as loadtest
+
 log = logging.getLogger("greenroom.cli")
 
 
@@ -87,11 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--mongo-uri", help="room listings in MongoDB (sets GREENROOM_MONGO_URI)")
     serve.add_argument("--public-address", help="host:port clients use to reach this process's "
                        "room sockets (sets GREENROOM_PUBLIC_ADDRESS)")
+    loadtest.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "loadtest":
+        return loadtest.main(args)
     from gevent import monkey
 
     monkey.patch_all()
