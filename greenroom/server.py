@@ -81,6 +81,10 @@ class Server:
     Redis presence, several processes share matchmaking: seats in another process's rooms are
     reserved by that process (over presence), and every process heartbeats a lease on its
     listings (``heartbeat`` and ``lease`` seconds; env ``GREENROOM_HEARTBEAT``, ``GREENROOM_LEASE``).
+
+    ``monitor`` (a ``greenroom.monitor.Monitor``) serves the monitor page and ``metrics`` (a
+    ``greenroom.metrics.Metrics``) serves ``/metrics``; both are off unless given or set in the
+    environment (``GREENROOM_MONITOR_TOKEN``, ``GREENROOM_METRICS_PATH``); False keeps them off.
     """
 
     def __init__(self, *, presence: Any = None, driver: Driver | None = None,
@@ -89,7 +93,7 @@ class Server:
                  dialect: str | Dialect = Dialect.V3,
                  dialects: Mapping[str, str | Dialect] | None = None,
                  heartbeat: float | None = None, lease: float | None = None,
-                 rpc_timeout: float = 5.0, monitor: Any = None) -> None:
+                 rpc_timeout: float = 5.0, monitor: Any = None, metrics: Any = None) -> None:
         from .presence.local import LocalPresence
 
         self.presence, self.driver = _backends(presence, driver, redis_url, mongo_uri)
@@ -118,6 +122,9 @@ class Server:
         from .monitor import attach as attach_monitor
 
         self.monitor = attach_monitor(self, monitor)  # its routes, when enabled, and its RPC
+        from .metrics import attach as attach_metrics
+
+        self.metrics = attach_metrics(self, metrics)  # /metrics, when enabled
         self.dialect = Dialect.parse(dialect)
         self.wsgi_app = GreenroomApp(
             self.matchmaker, dialect=self.dialect,
