@@ -31,19 +31,14 @@ from typing import Any
 
 log = logging.getLogger("greenroom.metrics")
 
-_RESERVED = {"", "health", "ready", "matchmake"}
-
-
 @dataclass(frozen=True)
 class Metrics:
     path: str = "/metrics"
 
     def __post_init__(self) -> None:
-        segments = [s for s in self.path.split("/") if s]
-        if not self.path.startswith("/") or not segments or segments[0] in _RESERVED \
-                or "matchmake" in segments:
-            raise ValueError(f"metrics path {self.path!r}: expected an absolute path of its own")
-        object.__setattr__(self, "path", "/" + "/".join(segments))
+        from .web.app import route_prefix
+
+        object.__setattr__(self, "path", route_prefix(self.path, "metrics"))
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> Metrics | None:

@@ -15,10 +15,6 @@ from typing import Any
 
 __all__ = ["Monitor", "attach", "from_env"]
 
-# Paths the monitor may not take: greenroom's own routes.
-_RESERVED = {"", "health", "ready", "matchmake", "metrics"}
-
-
 @dataclass(frozen=True)
 class Monitor:
     """Where the monitor is served and the token that opens it."""
@@ -29,12 +25,9 @@ class Monitor:
     def __post_init__(self) -> None:
         if not isinstance(self.token, str) or len(self.token) < 8:
             raise ValueError("the monitor token must be a string of at least 8 characters")
-        segments = [s for s in self.path.split("/") if s]
-        if not self.path.startswith("/") or not segments or segments[0] in _RESERVED \
-                or "matchmake" in segments:
-            raise ValueError(f"monitor path {self.path!r}: expected an absolute path of its own, "
-                             "such as /monitor (not /, /health, /ready, /metrics or a matchmake path)")
-        object.__setattr__(self, "path", "/" + "/".join(segments))
+        from ..web.app import route_prefix
+
+        object.__setattr__(self, "path", route_prefix(self.path, "monitor"))
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> Monitor | None:

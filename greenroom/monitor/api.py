@@ -18,13 +18,12 @@ from importlib import resources
 from typing import Any
 
 from ..in_room import RoomUnavailable
-from ..web.http import Response, status_line
+from ..web.http import Response, read_json_object, status_line
 from .deployment import Deployment, OwnerUnreachable
 from .rooms import BadRequest, RoomNotFound
 
 log = logging.getLogger("greenroom.monitor")
 
-MAX_BODY = 64 * 1024
 MAX_ROOMS = 1000  # rooms per listing request: a page never asks the driver for everything
 
 STATIC = {
@@ -175,19 +174,7 @@ def _body(environ: dict[str, Any]) -> dict[str, Any]:
     """The JSON object of a POST; its Content-Type must say JSON (no cross-site form can)."""
     if not environ.get("CONTENT_TYPE", "").startswith("application/json"):
         raise HTTPError(415, "monitor actions take a JSON body (Content-Type: application/json)")
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        raise HTTPError(400, "malformed Content-Length") from None
-    if length > MAX_BODY:
-        raise HTTPError(413, f"request body over {MAX_BODY} bytes")
-    raw = environ["wsgi.input"].read(length) if length else b""
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise HTTPError(400, "malformed JSON body") from None
-    if not isinstance(body, dict):
-        raise HTTPError(400, "the body must be a JSON object")
+    body = read_json_object(environ, "the body must be a JSON object")
+    if isinstance(body, tuple):
+        raise HTTPError(*body)
     return body

@@ -17,6 +17,18 @@ log = logging.getLogger("greenroom.web")
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 # An extra HTTP route: (environ, the path after its prefix) -> response.
 Route = Callable[[dict[str, Any], str], http.Response]
+# Path segments an extra route may not claim: greenroom's own routes.
+_OWN_SEGMENTS = {"health", "ready", "matchmake"}
+
+
+def route_prefix(path: str, what: str) -> str:
+    """``path`` normalised (``/ops/monitor``), or ValueError if it would shadow greenroom's routes."""
+    segments = [s for s in path.split("/") if s]
+    if not path.startswith("/") or not segments or segments[0] in _OWN_SEGMENTS \
+            or "matchmake" in segments:
+        raise ValueError(f"{what} path {path!r}: expected an absolute path of its own, such as "
+                         f"/{what} (not /, /health, /ready or a matchmake path)")
+    return "/" + "/".join(segments)
 
 
 class GreenroomApp:

@@ -105,19 +105,24 @@ class MatchmakeRoute:
 
     @staticmethod
     def _read_json(environ: dict[str, Any]) -> dict[str, Any] | tuple[int, str]:
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            return 400, "malformed request body"
-        if length > MAX_BODY:
-            return 413, f"request body over {MAX_BODY} bytes"
-        raw = environ["wsgi.input"].read(length) if length else b""
-        if not raw.strip():
-            return {}
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            return 400, "malformed request body"
-        if not isinstance(body, dict):
-            return 400, "join options must be a JSON object"
-        return body
+        return read_json_object(environ, "join options must be a JSON object")
+
+
+def read_json_object(environ: dict[str, Any], not_an_object: str) -> dict[str, Any] | tuple[int, str]:
+    """The request's JSON object body ({} when empty), or (status, why) when it is not one."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 400, "malformed request body"
+    if length > MAX_BODY:
+        return 413, f"request body over {MAX_BODY} bytes"
+    raw = environ["wsgi.input"].read(length) if length else b""
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return 400, "malformed request body"
+    if not isinstance(body, dict):
+        return 400, not_an_object
+    return body
