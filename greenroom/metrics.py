@@ -56,6 +56,7 @@ def attach(server: Any, metrics: Metrics | bool | None) -> Metrics | None:
     if not isinstance(metrics, Metrics):
         raise TypeError(f"metrics must be a greenroom.metrics.Metrics, not {type(metrics).__name__}")
     server.routes[metrics.path] = MetricsRoute(server.matchmaker.driver)
+    log.info("Prometheus metrics served at %s", metrics.path)
     return metrics
 
 

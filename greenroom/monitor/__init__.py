@@ -8,6 +8,7 @@ deployment answers the monitor's calls for its own rooms, whether or not it serv
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -57,4 +58,6 @@ def attach(server: Any, monitor: Monitor | bool | None) -> Monitor | None:
     from .api import MonitorAPI
 
     server.routes[monitor.path] = MonitorAPI(Deployment(matchmaker, server.registry), monitor.token)
+    logging.getLogger("greenroom.monitor").info(
+        "monitor served at %s/ (HTTP Basic or Bearer, with its token)", monitor.path)
     return monitor
