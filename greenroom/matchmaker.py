@@ -241,6 +241,11 @@ class MatchMaker:
         log.info("room %s (%s) disposed", room.room_id, room.room_name)
 
     # -- shutting down ------------------------------------------------------------------------------
+    @property
+    def accepting(self) -> bool:
+        """False once shutdown began: health and readiness report it, matchmaking refuses."""
+        return self._accepting
+
     def stop_accepting(self) -> None:
         self._accepting = False
 

@@ -117,7 +117,7 @@ class Server:
                                      lease=self.lease if self.distributed else None,
                                      rpc_timeout=rpc_timeout)
         self.readiness = Readiness({"presence": self.presence, "driver": self.driver},
-                                   accepting=lambda: self.matchmaker._accepting)
+                                   accepting=lambda: self.matchmaker.accepting)
         self.routes: dict[str, Route] = {"/ready": self._ready_route}
         from .monitor import attach as attach_monitor
 
@@ -186,7 +186,7 @@ class Server:
     def health(self) -> dict[str, Any]:
         rooms = list(self.matchmaker.rooms.values())
         return {
-            "status": "ok" if self.matchmaker._accepting else "shutting down",
+            "status": "ok" if self.matchmaker.accepting else "shutting down",
             "processId": self.process_id,
             "rooms": len(rooms),
             "clients": sum(len(r.clients) for r in rooms),
