@@ -9,6 +9,7 @@ import importlib.util
 import os
 import shutil
 
+import gevent
 import pytest
 
 from greenroom import Room, Server
@@ -17,6 +18,7 @@ from greenroom.schema import MapSchema, Schema, field
 
 import browser_driver
 from conftest import EXAMPLES, JS_DIR, ROOT
+from servers import wait_until
 
 TOKEN = "monitor-secret"
 
@@ -106,6 +108,40 @@ def test_monitor_page_lists_rooms_live_and_disposes_one(browser, monitored, tmp_
     report = page.report()
     assert report["errors"] == []
     assert report["dialogs"] == [f"Dispose room {alice.room_id} (cards)? Its clients are disconnected."]
+
+
+def test_monitor_page_polls_once_at_a_time_however_often_it_is_clicked(browser, monitored):
+    routes = monitored.server.wsgi_app.routes
+    api_route = routes["/monitor"]
+    calls = {"now": 0, "most": 0, "done": 0}
+
+    def slow_api(environ, rest):
+        """Each API call takes 0.2 s, so that the clicks below land while one is on its way."""
+        if not rest.startswith("/api/"):
+            return api_route(environ, rest)
+        calls["now"] += 1
+        calls["most"] = max(calls["most"], calls["now"])
+        try:
+            gevent.sleep(0.2)
+            return api_route(environ, rest)
+        finally:
+            calls["now"] -= 1
+            calls["done"] += 1
+
+    routes["/monitor"] = slow_api
+    alice = monitored.connect("cards", {"name": "alice"})
+    page = browser.new_page("ops", TOKEN)
+    assert page.goto(f"{monitored.http_url}/monitor/") == 200
+    row = f'#rooms tbody tr[data-room-id="{alice.room_id}"]'
+    page.wait_for(row)
+    for _ in range(5):
+        page.click(row)  # each click asks for a refresh
+    page.wait_for("#d-state", text='"name": "alice"')
+    done = calls["done"]
+    wait_until(lambda: calls["done"] >= done + 4)  # and the page polls on
+    assert calls["most"] == 1
+    assert page.report()["errors"] == []
+    page.close()
 
 
 @pytest.fixture

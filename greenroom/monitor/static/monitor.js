@@ -168,8 +168,17 @@ function select(roomId) {
   refresh();
 }
 
+// One refresh at a time: a click or a keystroke during one asks for another right after it,
+// so the polling never doubles up however often the operator clicks.
 let timer = null;
+let refreshing = false;
+let again = false;
 async function refresh() {
+  if (refreshing) {
+    again = true;
+    return;
+  }
+  refreshing = true;
   clearTimeout(timer);
   try {
     const name = $("#filter").value.trim();
@@ -186,8 +195,11 @@ async function refresh() {
     setStatus(`process ${data.processId} · updated ${new Date().toLocaleTimeString()}`);
   } catch (e) {
     setStatus(`cannot list rooms: ${e.message}`, true);
+  } finally {
+    refreshing = false;
   }
-  timer = setTimeout(refresh, REFRESH_MS);
+  timer = setTimeout(refresh, again ? 0 : REFRESH_MS);
+  again = false;
 }
 
 document.addEventListener("DOMContentLoaded", () => {
