@@ -31,8 +31,11 @@ from typing import Any
 
 log = logging.getLogger("greenroom.metrics")
 
+
 @dataclass(frozen=True)
 class Metrics:
+    """Where ``/metrics`` is served: a path of its own, never one of greenroom's routes."""
+
     path: str = "/metrics"
 
     def __post_init__(self) -> None:
@@ -44,7 +47,12 @@ class Metrics:
 def from_env(environ: Mapping[str, str] | None = None) -> Metrics | None:
     environ = os.environ if environ is None else environ
     path = environ.get("GREENROOM_METRICS_PATH")
-    return Metrics(path) if path else None
+    if not path:
+        return None
+    try:
+        return Metrics(path)
+    except ValueError as exc:
+        raise ValueError(f"GREENROOM_METRICS_PATH: {exc}") from None
 
 
 def attach(server: Any, metrics: Metrics | bool | None) -> Metrics | None:
@@ -55,6 +63,11 @@ def attach(server: Any, metrics: Metrics | bool | None) -> Metrics | None:
         return None
     if not isinstance(metrics, Metrics):
         raise TypeError(f"metrics must be a greenroom.metrics.Metrics, not {type(metrics).__name__}")
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise RuntimeError(f"metrics at {metrics.path} need the prometheus_client package: "
+                           "pip install 'greenroom[metrics]'") from None
     server.routes[metrics.path] = MetricsRoute(server.matchmaker.driver)
     log.info("Prometheus metrics served at %s", metrics.path)
     return metrics

@@ -1,6 +1,8 @@
 """/metrics (greenroom.metrics): parsed with prometheus_client's own parser. The deployment
 gauges follow rooms and clients; the counters are defined, not yet counted (see the module)."""
 
+import sys
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -44,11 +46,11 @@ def test_rooms_and_clients_follow_joins_and_leaves(tables):
         assert (family, "family") in before, family
     players = [tables.connect("table", state_decoder=None) for _ in range(3)]
     assert rooms_and_clients(scrape(tables), "table") == (2, 3)  # two seats a room
-    players[0].leave()
-    players[1].leave()
-    room = tables.room_of(players[2])
-    players[2].leave()
-    tables.wait_for_dispose(room)
+    rooms = {tables.room_of(player) for player in players}
+    for player in players:
+        player.leave()
+    for room in rooms:
+        tables.wait_for_dispose(room)
     assert rooms_and_clients(scrape(tables), "table") == (0, 0)
 
 
@@ -61,3 +63,12 @@ def test_off_by_default_and_on_a_path_of_its_own(greenroom_boot, monkeypatch):
     for bad in ("/", "ready", "/matchmake"):
         with pytest.raises(ValueError):
             Metrics(bad)
+    monkeypatch.setenv("GREENROOM_METRICS_PATH", "/health")
+    with pytest.raises(ValueError, match="GREENROOM_METRICS_PATH: metrics path '/health'"):
+        Server()
+
+
+def test_without_prometheus_client_the_error_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import fails, as if not installed
+    with pytest.raises(RuntimeError, match=r"pip install 'greenroom\[metrics\]'"):
+        Server(metrics=Metrics())

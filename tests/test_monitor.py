@@ -169,6 +169,9 @@ def test_off_unless_enabled_and_configured_from_the_environment(greenroom_boot, 
                 {"token": TOKEN, "path": "/health"}, {"token": TOKEN, "path": "/a/matchmake"}):
         with pytest.raises(ValueError):
             Monitor(**bad)
+    monkeypatch.setenv("GREENROOM_MONITOR_TOKEN", "short")
+    with pytest.raises(ValueError, match="GREENROOM_MONITOR_TOKEN.*at least 8 characters"):
+        Server()
 
 
 def test_rooms_of_another_process_are_listed_and_handled_by_their_owner(greenroom_boot, redis_server):

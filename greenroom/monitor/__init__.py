@@ -16,6 +16,7 @@ from typing import Any
 
 __all__ = ["Monitor", "attach", "from_env"]
 
+
 @dataclass(frozen=True)
 class Monitor:
     """Where the monitor is served and the token that opens it."""
@@ -36,7 +37,10 @@ def from_env(environ: Mapping[str, str] | None = None) -> Monitor | None:
     token = environ.get("GREENROOM_MONITOR_TOKEN")
     if not token:
         return None
-    return Monitor(token=token, path=environ.get("GREENROOM_MONITOR_PATH") or "/monitor")
+    try:
+        return Monitor(token=token, path=environ.get("GREENROOM_MONITOR_PATH") or "/monitor")
+    except ValueError as exc:  # name the variables: the operator set them, not the code
+        raise ValueError(f"GREENROOM_MONITOR_TOKEN / GREENROOM_MONITOR_PATH: {exc}") from None
 
 
 def attach(server: Any, monitor: Monitor | bool | None) -> Monitor | None:
