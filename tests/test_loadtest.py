@@ -87,6 +87,14 @@ def test_bad_url_exits_2_with_one_line():
     assert "ws://, wss://, http:// or https://" in proc.stderr
 
 
+def test_bots_that_never_started_within_the_duration_exit_1_saying_so(echo_server):
+    proc, summary = loadtest(echo_server.endpoint, "--room", "echo", "--clients", 5,
+                             "--rate", 1, "--duration", 1.5)
+    assert (summary["started"], summary["connected"], summary["failed"]) == (2, 2, 0)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert "only 2 of 5 bots started" in proc.stderr
+
+
 def test_every_join_refused_exits_1_naming_the_error(echo_server):
     proc, summary = loadtest(echo_server.endpoint, "--room", "nope", "--clients", 3, "--duration", 1)
     assert proc.returncode == 1 and summary["failed"] == 3

@@ -91,10 +91,21 @@ def main(args: argparse.Namespace) -> int:
     if terminal:
         print(human_summary(summary))
     print(json.dumps(summary, separators=(",", ":")), flush=True)
+    return _verdict(config, summary)
+
+
+def _verdict(config: Any, summary: dict[str, Any]) -> int:
+    """0 when every bot joined and stayed; otherwise 1, with one line saying what went wrong
+    when the summary alone would leave the operator guessing."""
     if summary["connected"] == 0 and summary["failed"]:
         error = next(iter(summary["errors"]), "?")
         return _fail(1, f"{config.target}: every join failed: {error}")
-    return 0 if summary["failed"] == 0 and summary["dropped"] == 0 else 1
+    if summary["started"] < config.clients and not summary["interrupted"]:
+        return _fail(1, f"only {summary['started']} of {config.clients} bots started within "
+                        f"--duration {config.duration:g} s at --rate {config.rate:g}/s: raise "
+                        "either, or --rate 0 for all at once")
+    ok = summary["connected"] == config.clients and not (summary["failed"] or summary["dropped"])
+    return 0 if ok else 1
 
 
 def _fail(code: int, message: str) -> int:
