@@ -27,18 +27,22 @@ _EXPORTS = {
     "ErrorCode": ".protocol.codes",
     "Dialect": ".protocol.dialect",
     "RoomListing": ".drivers.listing",
+    "Monitor": ".monitor",
+    "Metrics": ".metrics",
 }
 
 __all__ = [
     "Room", "Server", "Client", "ClientState", "RoomDefinition", "SeatReservation", "MatchMaker",
     "GreenroomError", "MatchMakeError", "AuthError", "ServiceUnavailable", "CloseCode", "ErrorCode",
-    "Dialect", "RoomListing", "__version__",
+    "Dialect", "RoomListing", "Monitor", "Metrics", "__version__",
 ]
 
 if TYPE_CHECKING:
     from .drivers.listing import RoomListing
     from .errors import AuthError, GreenroomError, MatchMakeError, ServiceUnavailable
     from .matchmaker import MatchMaker, RoomDefinition, SeatReservation
+    from .metrics import Metrics
+    from .monitor import Monitor
     from .protocol.codes import CloseCode, ErrorCode
     from .protocol.dialect import Dialect
     from .room import Room

@@ -12,8 +12,7 @@ import shutil
 import gevent
 import pytest
 
-from greenroom import Room, Server
-from greenroom.monitor import Monitor
+from greenroom import Monitor, Room, Server
 from greenroom.schema import MapSchema, Schema, field
 
 import browser_driver

@@ -6,8 +6,7 @@ import sys
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from greenroom import Room, Server
-from greenroom.metrics import Metrics
+from greenroom import Metrics, Room, Server
 
 
 class Table(Room):
