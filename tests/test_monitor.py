@@ -2,14 +2,20 @@
 across two processes sharing the real Redis, details and actions go to the room's owner."""
 
 import base64
+import configparser
+import fnmatch
+import os
 
 import pytest
 
 from greenroom import Room, Server
 from greenroom.monitor import Monitor, from_env
+from greenroom.monitor.api import STATIC
 from greenroom.schema import MapSchema, Schema, field
 from greenroom.wsclient import ConnectionClosed
 from greenroom.wsclient import connect as ws_connect
+
+from conftest import ROOT
 
 TOKEN = "a-monitor-token"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -197,3 +203,15 @@ def test_rooms_of_another_process_are_listed_and_handled_by_their_owner(greenroo
     assert api(watcher, f"rooms/{alice.room_id}/clients/nobody/kick", {}).status == 404
     assert api(watcher, f"rooms/{alice.room_id}/dispose", {}).json() == {"ok": True}
     assert alice.wait_closed()[0] == 4000
+
+
+def test_the_page_is_shipped_as_package_data():
+    """An installed (non-editable) greenroom has the page only if setup.cfg lists its files."""
+    config = configparser.ConfigParser()
+    config.read(os.path.join(ROOT, "setup.cfg"))
+    patterns = config["options.package_data"]["greenroom.monitor"].split()
+    static = os.path.join(ROOT, "greenroom", "monitor", "static")
+    served = sorted(name for name, _ in STATIC.values())
+    assert sorted(os.listdir(static)) == served  # every file shipped is served, and only those
+    for name in served:
+        assert any(fnmatch.fnmatch(f"static/{name}", p) for p in patterns), name
