@@ -55,8 +55,8 @@ def npm_install(timeout: float = 300) -> None:
     """Install the pinned Colyseus of benchmarks/package-lock.json unless it is there already."""
     if (BENCH_DIR / "node_modules" / "@colyseus" / "core" / "package.json").is_file():
         return
-    print("benchmarks: installing the reference Colyseus server (npm install)...", flush=True)
-    subprocess.run(["npm", "install", "--legacy-peer-deps", "--no-audit", "--no-fund",
+    print("benchmarks: installing the reference Colyseus server (npm ci)...", flush=True)
+    subprocess.run(["npm", "ci", "--legacy-peer-deps", "--no-audit", "--no-fund",
                     "--loglevel=error"], cwd=BENCH_DIR, check=True, timeout=timeout)
 
 

@@ -137,11 +137,11 @@ class Page:
 
 
 def install() -> str:
-    """tests/browser's node_modules, installed from its lock file if missing."""
+    """tests/browser's node_modules, installed from its lock file (npm ci, which never rewrites it) if missing."""
     if shutil.which("node") is None:
         pytest.fail("Node.js is required for the browser tests (node not on PATH)")
     if not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "@sparticuz", "chromium")):
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
                        cwd=BROWSER_DIR, check=True, timeout=300)
     return BROWSER_DIR
 

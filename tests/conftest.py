@@ -136,7 +136,7 @@ def node_modules():
     if shutil.which("node") is None:
         pytest.fail("Node.js is required for the protocol tests (node not on PATH)")
     if not os.path.isdir(os.path.join(JS_DIR, "node_modules", "sdk17")):
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
                        cwd=JS_DIR, check=True, timeout=300)
     return JS_DIR
 
