@@ -67,6 +67,10 @@ class Inbox:
             self.closed = True
             self._queue.put((_STOP, (), None))
 
+    @property
+    def ended(self) -> bool:
+        return self._greenlet.dead
+
     def join(self, timeout: float | None = None) -> bool:
         """Wait until the line of execution has ended; True if it has."""
         if not self.in_room:

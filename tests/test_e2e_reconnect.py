@@ -158,7 +158,7 @@ def test_an_unused_reconnection_reservation_keeps_the_seat_held_until_the_hold_e
     assert_refused_as_full(client, room_id)
 
     # B's socket never comes: its reservation expires, but the seat stays held for B.
-    wait_until(lambda: not room._reserved, what="expiry of the reconnection reservation")
+    wait_until(lambda: not room._gr.seats.reserved, what="expiry of the reconnection reservation")
     assert seats(running, room_id) == (2, True)
     assert_refused_as_full(client, room_id)
     assert time.monotonic() - dropped < window, "the checks above ran after the hold ended"
@@ -191,7 +191,7 @@ def test_a_room_with_only_a_held_seat_outlives_its_unused_reservation(held):
     dropped = time.monotonic()
     drop_and_reserve_reconnection(client, b, events)
     assert seats(running, room_id) == (1, False)
-    wait_until(lambda: not room._reserved, what="expiry of the reconnection reservation")
+    wait_until(lambda: not room._gr.seats.reserved, what="expiry of the reconnection reservation")
     assert seats(running, room_id) == (1, False)
     assert running.matchmaker.get_room(room_id) is room  # not disposed: B's seat is held
     assert time.monotonic() - dropped < window, "the checks above ran after the hold ended"

@@ -10,7 +10,6 @@ from gevent.queue import Queue
 
 from greenroom import Room, Server
 from greenroom.client import Client
-from greenroom.drivers import LocalDriver
 from greenroom.schema import Schema, StateDecoder, field
 
 
@@ -23,12 +22,12 @@ def test_room_subscription_is_delivered_in_the_room_and_dropped_on_dispose(prese
             self.subscribe("greenroom:test:news", self.on_news)
 
         def on_news(self, message):
-            received.put((message, self._inbox.in_room))
+            received.put((message, self._gr.in_room))
 
         def on_dispose(self):
             disposed.set()
 
-    server = Server(presence=presence, driver=LocalDriver())
+    server = Server(presence=presence)  # a Redis presence brings the Redis driver
     server.define("listener", Listener)
     running = serve(server)
     room = Client(running.endpoint).join_or_create("listener")
@@ -74,7 +73,7 @@ def test_a_state_that_cannot_be_encoded_is_logged_with_the_room_id(scoring, capl
         raise RuntimeError("cannot encode this")
 
     with caplog.at_level(logging.ERROR, logger="greenroom.room"):
-        monkeypatch.setattr(server_room._serializer, "encode_patches", broken)
+        monkeypatch.setattr(server_room._gr.serializer, "encode_patches", broken)
         room.send("score")
         room.send("echo", "room still alive")
         assert room.wait_for_message("echo") == "room still alive"
