@@ -33,9 +33,10 @@ def test_a_timer_that_fired_before_dispose_never_runs_after_on_dispose():
     server = Server()
     server.define("round", Round)
     seat = server.matchmaker.join_or_create("round", {})  # a seat nobody claims: it expires
+    room = server.matchmaker.get_room(seat.room_id)
     assert disposed.wait(5), "the room was not disposed after its seat expired"
     assert server.matchmaker.get_room(seat.room_id) is None
-    gevent.sleep(0)  # let anything still queued in the room's greenlet run (it must not)
+    assert room._gr.wait_ended(5)  # whatever was still queued in the room has had its turn
     assert events == ["dispose"]
 
 
