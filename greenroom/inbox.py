@@ -1,8 +1,14 @@
-"""One line of execution per room (DESIGN D2).
+"""A room's line of execution: one greenlet draining a queue (docs/architecture.md, "The line
+of execution").
 
-Every event a room handles (joins, leaves, messages, timers, patch ticks) goes through its
-inbox and runs in the inbox's single greenlet, in arrival order. A handler may block; the
-room waits, other rooms run on. Room code therefore needs no locks.
+Every event a room handles (joins, leaves, messages, timers, patch ticks) goes through its inbox
+and runs in the inbox's single greenlet, in arrival order. A handler may block; the room waits,
+other rooms run on. Room code therefore needs no locks.
+
+This is the one seam between greenroom and the mechanism: everything else posts events with
+``post`` or runs a function with ``call``, and never touches the greenlet or the queue. Once the
+inbox is closed nothing more runs in it, not even what was already queued: nothing of a room may
+run after its ``on_dispose``.
 """
 
 from __future__ import annotations
@@ -55,18 +61,25 @@ class Inbox:
         return gevent.getcurrent() is self._greenlet
 
     def close(self) -> None:
-        """Run what is already queued, then stop. Safe to call from inside the room."""
+        """Stop after the event now running; what is still queued never runs (its callers get
+        InboxClosed). Safe to call from inside the room."""
         if not self.closed:
             self.closed = True
             self._queue.put((_STOP, (), None))
 
-    def join(self, timeout: float | None = None) -> None:
+    @property
+    def ended(self) -> bool:
+        return self._greenlet.dead
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the line of execution has ended; True if it has."""
         if not self.in_room:
             self._greenlet.join(timeout)
+        return self._greenlet.dead
 
     def _run(self) -> None:
         get = self._queue.get
-        while True:
+        while not self.closed:
             fn, args, result = get()
             if fn is _STOP:
                 break
@@ -86,6 +99,6 @@ class Inbox:
 
     def _fail_pending(self) -> None:
         while not self._queue.empty():
-            fn, _args, result = self._queue.get()
+            _fn, _args, result = self._queue.get()
             if result is not None:
                 result.set_exception(InboxClosed(f"room {self.name} is disposed"))

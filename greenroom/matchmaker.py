@@ -1,8 +1,10 @@
-"""Matchmaking: find or create a room, and reserve a seat in it (PROTOCOL.md §2, DESIGN D4).
+"""Matchmaking: find or create a room, and reserve a seat in it (docs/architecture.md,
+"Seats and reservations" and "Processes and leases"; the HTTP side: docs/protocol.md).
 
-The owner of a room decides whether a seat is free (``Room._reserve_seat`` claims it without
-yielding); the driver's listings are only a catalogue to search. Room creation per name and
-filter is serialised, so simultaneous joinOrCreate calls fill one room before opening the next.
+The owner of a room decides whether a seat is free (``RoomEngine.reserve_seat`` claims it
+without yielding); the driver's listings are only a catalogue to search. Room creation per name
+and filter is serialised, across processes by a renewed lock, so simultaneous joinOrCreate calls
+fill one room before opening the next.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from gevent.lock import Semaphore
 
 from .drivers.base import Driver, DriverUnavailable
 from .drivers.listing import RoomListing
+from .engine import RoomEngine
 from .errors import MatchMakeError, ServiceUnavailable
 from .ids import generate_id
+from .listings import ListingWriter
 from .presence import PresenceUnavailable
-from .presence.rpc import RemoteCallFailed, RemoteCallTimeout
-from .protocol.codes import ErrorCode
+from .presence.rpc import RemoteCallFailed, RemoteCallTimeout, RemoteProcessGone
+from .protocol.codes import CloseCode, ErrorCode
 from .room import Room
 
 log = logging.getLogger("greenroom.matchmaker")
@@ -107,6 +111,14 @@ class SeatReservation:
 
 
 class MatchMaker:
+    #: Seconds the cross-process creation lock lives without renewal (a crashed holder blocks
+    #: creation of that name for this long at most); renewed every third of it while held.
+    creation_lock_ttl: float = 10.0
+    #: Seconds a joinOrCreate waits for the creation lock before answering 503.
+    creation_lock_wait: float = 15.0
+    #: After the shutdown deadline, seconds rooms get to run their last on_leave/on_dispose.
+    shutdown_grace: float = 2.0
+
     def __init__(self, driver: Driver, *, process_id: str | None = None, presence: Any = None,
                  public_address: str | None = None, rpc: Any = None, registry: Any = None,
                  lease: float | None = None, rpc_timeout: float = 5.0) -> None:
@@ -122,6 +134,7 @@ class MatchMaker:
         self.rpc_timeout = rpc_timeout
         self.definitions: dict[str, RoomDefinition] = {}
         self.rooms: dict[str, Room] = {}
+        self._listings: dict[str, ListingWriter] = {}
         self._creation_locks: dict[tuple[str, str], list[Any]] = {}
         self._accepting = True
         if rpc is not None:
@@ -152,11 +165,14 @@ class MatchMaker:
         seat = self._join_existing(definition, options)
         if seat is not None:
             return seat
-        with self._creation_lock(definition, options):
+        with self._creation_lock(definition, options) as lease:
             # Another request (of any process) may have created a room while we waited.
             seat = self._join_existing(definition, options)
             if seat is not None:
                 return seat
+            if not lease:
+                raise ServiceUnavailable(f'lost the creation lock of "{name}" while matching '
+                                         "(Redis unreachable, or this process stalled); try again")
             return self._create_and_reserve(definition, options)
 
     @_backends_required
@@ -191,9 +207,9 @@ class MatchMaker:
         self._check_accepting()
         listing = self._listing(room_id)
         token = str(reconnection_token or "")
-        room = self.rooms.get(room_id)
-        if room is not None:
-            session_id = room._reserve_reconnection(token)
+        engine = self.engine(room_id)
+        if engine is not None:
+            session_id = engine.reserve_reconnection(token)
         else:
             session_id = self._remote(listing, "reserve_reconnection", room_id, token)
         if session_id is None:
@@ -223,22 +239,28 @@ class MatchMaker:
         """The local room instance (only rooms of this process)."""
         return self.rooms.get(room_id)
 
-    # -- RoomHost ----------------------------------------------------------------------------------
-    def update_listing(self, room: Room, **changes: Any) -> None:
-        if room.room_id not in self.rooms:
-            return  # not listed yet: _create_room lists it with these values
-        try:
-            self.driver.update(room.room_id, **changes)
-        except Exception:  # noqa: BLE001 - the room keeps playing; the lease renews the listing
-            log.exception("room %s: listing update %s failed", room.room_id, sorted(changes))
+    def engine(self, room_id: str) -> RoomEngine | None:
+        """The engine of a local room: what the socket layer talks to."""
+        room = self.rooms.get(room_id)
+        return room._gr if room is not None else None
 
-    def room_disposed(self, room: Room) -> None:
-        self.rooms.pop(room.room_id, None)
+    # -- RoomHost ----------------------------------------------------------------------------------
+    def update_listing(self, room_id: str, **changes: Any) -> None:
+        writer = self._listings.get(room_id)
+        if writer is not None:
+            writer.update(**changes)  # before registration: written right after it
+
+    def room_disposed(self, engine: RoomEngine) -> None:
+        room_id = engine.room_id
+        self.rooms.pop(room_id, None)
+        writer = self._listings.pop(room_id, None)
+        if writer is not None:
+            writer.close()
         try:
-            self.driver.remove(room.room_id)
-        except Exception:  # noqa: BLE001
-            log.exception("room %s: removing its listing failed", room.room_id)
-        log.info("room %s (%s) disposed", room.room_id, room.room_name)
+            self.driver.remove(room_id)
+        except Exception as exc:  # noqa: BLE001 - the listing's lease runs out by itself
+            log.warning("room %s: removing its listing failed: %s", room_id, exc)
+        log.info("room %s (%s) disposed", room_id, engine.name)
 
     # -- shutting down ------------------------------------------------------------------------------
     @property
@@ -250,14 +272,26 @@ class MatchMaker:
         self._accepting = False
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Graceful: refuse new matchmaking, let each room run on_before_shutdown, wait for disposal."""
+        """Graceful: refuse new matchmaking, let every room run on_before_shutdown, and wait for
+        them all until one deadline, ``timeout`` seconds from now. Rooms still open then have
+        their clients closed with 4001 and are disposed (``shutdown_grace`` more seconds at
+        most: a room whose handler never returns cannot be disposed, and is logged)."""
         self.stop_accepting()
-        rooms = list(self.rooms.values())
-        for room in rooms:
-            room._inbox.post(room.lock)
-            room._inbox.post(room.on_before_shutdown)
-        for room in rooms:
-            room._inbox.join(timeout)
+        engines = [room._gr for room in self.rooms.values()]
+        for engine in engines:
+            engine.shutdown()
+        late = _wait_all(engines, time.monotonic() + timeout)
+        if not late:
+            return
+        log.warning("shutdown: %d room(s) still open after %g s; closing their clients with "
+                    "4001 and disposing them", len(late), timeout)
+        for engine in late:
+            engine.force_dispose(CloseCode.SERVER_SHUTDOWN)
+        stuck = _wait_all(late, time.monotonic() + self.shutdown_grace)
+        if stuck:
+            log.error("shutdown: %d room(s) did not end within %g s more, a handler is still "
+                      "running in each: %s", len(stuck), self.shutdown_grace,
+                      ", ".join(f"{e.room_id} ({e.name})" for e in stuck[:10]))
 
     # -- internals ------------------------------------------------------------------------------------
     def _check_accepting(self) -> None:
@@ -274,7 +308,10 @@ class MatchMaker:
         return {**defaults, **options}
 
     @contextmanager
-    def _creation_lock(self, definition: RoomDefinition, options: Mapping[str, Any]) -> Iterator[None]:
+    def _creation_lock(self, definition: RoomDefinition, options: Mapping[str, Any]) -> Iterator[Any]:
+        """Serialise creation per name and filters: in this process by a semaphore (no Redis
+        round trip for local contention), across processes by a renewed presence lock. Never
+        goes on without it: a lock that cannot be had in time is a 503."""
         key = (definition.name, repr(sorted(definition.filters_for(options).items(), key=repr)))
         entry = self._creation_locks.get(key)
         if entry is None:
@@ -283,13 +320,18 @@ class MatchMaker:
         try:
             with entry[0]:
                 if self.rpc is None:
-                    yield
-                else:
-                    with self.presence.lock("greenroom:create:" + "|".join(key), ttl=10, wait=15) as held:
-                        if not held:
-                            log.warning("matchmaker: creation lock for %s not acquired in 15 s; "
-                                        "creating without it", definition.name)
-                        yield
+                    yield True
+                    return
+                with self.presence.lock("greenroom:create:" + "|".join(key),
+                                        ttl=self.creation_lock_ttl,
+                                        wait=self.creation_lock_wait) as lease:
+                    if not lease:
+                        log.warning("matchmaker: creation lock for %s not acquired in %g s; "
+                                    "answering 503", definition.name, self.creation_lock_wait)
+                        raise ServiceUnavailable(
+                            f'room creation for "{definition.name}" is busy (lock not acquired '
+                            f"in {self.creation_lock_wait:g} s); try again")
+                    yield lease
         finally:
             entry[1] -= 1
             if entry[1] == 0:
@@ -337,6 +379,9 @@ class MatchMaker:
             return None
         try:
             return self.rpc.call(listing.process_id, method, *args, timeout=self.rpc_timeout)
+        except RemoteProcessGone as exc:
+            log.info("room %s: %s", listing.room_id, exc)
+            return None
         except RemoteCallFailed as exc:
             log.warning("room %s: owner %s did not answer %s: %s", listing.room_id,
                         listing.process_id, method, exc)
@@ -368,6 +413,10 @@ class MatchMaker:
 
     def _create_remotely(self, target: str, definition: RoomDefinition,
                          options: dict[str, Any]) -> SeatReservation | None:
+        """A seat in a room ``target`` creates; None when ``target`` certainly made none (it is
+        gone, or it failed), so this process may create it instead. When ``target`` does not
+        answer, it may have made the room: creating another would make two, so the request
+        answers 503 (its retry finds the room, if it was made)."""
         request_id = uuid.uuid4().hex  # a retry with the same id never makes a second room
         for attempt in (1, 2):
             try:
@@ -377,13 +426,15 @@ class MatchMaker:
                 log.warning("matchmaker: process %s did not answer create (attempt %d)", target, attempt)
                 continue
             except RemoteCallFailed as exc:
-                log.warning("matchmaker: process %s failed to create a %s room: %s", target,
-                            definition.name, exc)
+                log.warning("matchmaker: process %s failed to create a %s room: %s; creating it "
+                            "here", target, definition.name, exc)
                 return None
             if "error" in answer:
                 raise MatchMakeError(answer["error"], answer["code"])
             return SeatReservation(**answer)
-        return None
+        raise ServiceUnavailable(
+            f'process {target} did not answer a request to create a "{definition.name}" room '
+            f"within {2 * self.rpc_timeout:g} s; it may have created it: try again")
 
     # -- served to other processes ------------------------------------------------------------------
     def _serve_reserve_seat(self, room_id: str, options: dict[str, Any]) -> str | None:
@@ -392,8 +443,8 @@ class MatchMaker:
         return seat.session_id if seat is not None else None
 
     def _serve_reserve_reconnection(self, room_id: str, token: str) -> str | None:
-        room = self.rooms.get(room_id)
-        return room._reserve_reconnection(token) if room is not None else None
+        engine = self.engine(room_id)
+        return engine.reserve_reconnection(token) if engine is not None else None
 
     def _serve_create_and_reserve(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -406,23 +457,16 @@ class MatchMaker:
                 "session_id": seat.session_id, "public_address": seat.public_address}
 
     def resync_listings(self) -> None:
-        """Write every local room's listing again (after a backend outage lost or staled them)."""
-        for room in list(self.rooms.values()):
-            listing = room.listing
-            if listing is None:
-                continue
+        """Write every local room's listing again (after a backend outage lost or staled them).
+        A room disposed meanwhile is not listed again (see greenroom/listings.py)."""
+        for writer in list(self._listings.values()):
             if self.lease is not None:
-                listing.lease_expires_at = time.time() + self.lease
-            if self.driver.get(room.room_id) is None:
-                self.driver.register(listing)
-            else:
-                fields = listing.to_dict()
-                fields.pop("room_id")
-                self.driver.update(room.room_id, **fields)
+                writer.listing.lease_expires_at = time.time() + self.lease
+            writer.relist()
 
     def _reserve_local(self, room: Room, options: dict[str, Any]) -> SeatReservation | None:
         session_id = generate_id()
-        if not room._reserve_seat(session_id, options):
+        if not room._gr.reserve_seat(session_id, options):
             return None
         return SeatReservation(room.room_name, room.room_id, self.process_id, session_id,
                                self.public_address)
@@ -432,30 +476,63 @@ class MatchMaker:
         """Create a room and, with ``reserve``, the creator's seat: taken before the room is
         listed, so concurrent joiners cannot fill a room its creator then cannot enter."""
         room = definition.room_cls()
+        engine = _engine_of(room)
         room_id = generate_id()
         while room_id in self.rooms:
             room_id = generate_id()
-        room._attach(self, room_id, definition.name, self.process_id, self.presence)
+        engine.attach(self, room_id, definition.name, self.process_id, self.presence)
         try:
-            room._inbox.call(room.on_create, options)
+            engine.create(options)
         except Exception as exc:
             log.exception("room %s (%s): on_create raised", room_id, definition.name)
-            room._inbox.close()
-            room.clock.clear()
+            engine.discard()
             raise MatchMakeError(str(exc) or type(exc).__name__, ErrorCode.APPLICATION_ERROR) from exc
-        room.listing = RoomListing(
+        engine.listing = RoomListing(
             name=definition.name, room_id=room_id, process_id=self.process_id,
             max_clients=room.max_clients, private=room.private, metadata=dict(room.metadata),
             filters=definition.filters_for(options), public_address=self.public_address,
             lease_expires_at=time.time() + self.lease if self.lease is not None else None)
+        writer = self._listings[room_id] = ListingWriter(self.driver, engine.listing)
         seat = self._reserve_local(room, options) if reserve else None
         if reserve and seat is None:
-            room._inbox.close()
-            room.clock.clear()
+            self._listings.pop(room_id, None)
+            engine.dispose()
             raise MatchMakeError(f'room "{room_id}" has no free seat after creation',
                                  ErrorCode.MATCHMAKE_INVALID_CRITERIA)
-        room.listing.clients, room.listing.locked = room._seats_taken, room.locked
-        self.driver.register(room.listing)
-        self.rooms[room_id] = room  # from here on, seat changes reach the driver
+        engine.listing.clients, engine.listing.locked = engine.seats_taken, room.locked
+        self._register(engine, writer)
+        self.rooms[room_id] = room
         log.info("room %s (%s) created", room_id, definition.name)
         return room, seat  # type: ignore[return-value]
+
+    def _register(self, engine: RoomEngine, writer: ListingWriter) -> None:
+        """List a new room; one that cannot be listed is disposed (on_dispose runs), never left
+        running where no matchmaker, shutdown or health check would see it."""
+        try:
+            writer.register()
+        except Exception as exc:
+            engine.dispose()
+            if isinstance(exc, PresenceUnavailable | DriverUnavailable):
+                raise  # 503 with the reason
+            log.warning("room %s (%s): could not be listed (%s: %s); disposed", engine.room_id,
+                        engine.name, type(exc).__name__, exc)
+            raise MatchMakeError(f"the room could not be listed: {exc}",
+                                 ErrorCode.MATCHMAKE_UNHANDLED) from exc
+
+
+def _engine_of(room: Room) -> RoomEngine:
+    engine = vars(room).get("_gr")
+    if not isinstance(engine, RoomEngine):
+        raise TypeError(f"{type(room).__name__}.__init__ must call super().__init__() "
+                        "(greenroom.Room keeps its machinery in self._gr)")
+    return engine
+
+
+def _wait_all(engines: list[RoomEngine], deadline: float) -> list[RoomEngine]:
+    """Wait until every engine has ended or ``deadline`` (monotonic) passed; the ones still open."""
+    for engine in engines:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        engine.wait_ended(remaining)
+    return [engine for engine in engines if not engine.ended]

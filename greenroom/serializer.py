@@ -1,6 +1,6 @@
 """How a room's state reaches clients. A room owns one serializer; "none" unless it has a state.
 
-The room loop calls these at fixed points (PROTOCOL.md §4.1): ``handshake`` for JOIN_ROOM,
+The room loop calls these at fixed points (docs/protocol.md, "Joining"): ``handshake`` for JOIN_ROOM,
 ``full_state`` after a client's ack, ``encode_patches`` at every patch tick. Serializers never
 send anything themselves; they return frame bodies (the bytes after the code byte).
 """
@@ -8,12 +8,18 @@ send anything themselves; they return frame bodies (the bytes after the code byt
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .protocol.dialect import Dialect
 
-if TYPE_CHECKING:
-    from .session import Client
+
+class Recipient(Protocol):
+    """What a serializer reads of a client (greenroom.session.Client is one): its wire dialect,
+    and the StateView that selects its private data (None: public data only). Typed here so
+    that this module, below session.py, needs nothing of it."""
+
+    dialect: Dialect
+    view: Any
 
 
 class Serializer:
@@ -26,14 +32,14 @@ class Serializer:
         """Bytes describing the state's types, sent inside JOIN_ROOM."""
         return b""
 
-    def full_state(self, client: Client) -> bytes | None:
+    def full_state(self, client: Recipient) -> bytes | None:
         """Body of the ROOM_STATE frame for a newly acknowledged client, or None to send nothing."""
         return None
 
     def has_changes(self) -> bool:
         return False
 
-    def encode_patches(self, clients: Sequence[Client]) -> list[tuple[Sequence[Client], bytes]]:
+    def encode_patches(self, clients: Sequence[Recipient]) -> list[tuple[Sequence[Recipient], bytes]]:
         """Bodies of ROOM_STATE_PATCH frames, each with the clients it goes to; clears pending changes.
 
         Without private views this is one body for everyone; with views, one per client.

@@ -15,6 +15,7 @@ from typing import Any
 
 import gevent
 from gevent.event import Event
+from gevent.lock import Semaphore
 
 from .drivers.base import Driver
 from .health import Readiness
@@ -51,21 +52,41 @@ def _env_float(name: str, default: float) -> float:
 
 def _backends(presence: Any, driver: Driver | None, redis_url: str | None,
               mongo_uri: str | None) -> tuple[Any, Driver]:
-    """Presence and driver from arguments, else from the environment; local when nothing is set."""
+    """Presence and driver from arguments, else from the environment; local when nothing is set.
+
+    A shared presence needs a shared driver: with a LocalDriver each process would list only its
+    own rooms, so rooms would never fill across processes and joinById of another process's room
+    would answer 522. Without a driver, a Redis presence gets the Redis driver on its own
+    connection pool; any other combination that cannot work is refused here, saying why.
+    """
     from . import drivers
     from . import presence as presences
+    from .presence.local import LocalPresence
 
     redis_url = redis_url or presences.redis_url_from_env()
     mongo_uri = mongo_uri or drivers.mongo_uri_from_env()
     if presence is None:
         presence = presences.from_url(redis_url)
+    shared = not isinstance(presence, LocalPresence)
     if driver is None:
         if mongo_uri:
             driver = drivers.from_url(mongo_uri)
-        elif redis_url and isinstance(presence, presences.RedisPresence):
+        elif isinstance(presence, presences.RedisPresence):
             driver = drivers.RedisDriver(presence)  # shares the presence's connection pool
+        elif shared:
+            raise ValueError(
+                f"Server(presence={type(presence).__name__}(...)) needs a driver that every "
+                "process shares (driver=RedisDriver(...) or MongoDriver(...)): with the default "
+                "in-memory driver each process would see only its own rooms")
         else:
             driver = drivers.from_url(redis_url)
+    if shared and isinstance(driver, drivers.LocalDriver):
+        raise ValueError(
+            f"Server(presence={type(presence).__name__}(...), driver=LocalDriver()): a presence "
+            "shared by processes needs a driver they share too, or each process lists only its "
+            "own rooms (rooms never fill across processes, joinById of another process's room "
+            "answers 522). Pass driver=RedisDriver(presence) or MongoDriver(uri), or no driver "
+            "to use the Redis driver on the presence's connection")
     return presence, driver
 
 
@@ -133,6 +154,7 @@ class Server:
         self._stopped = Event()
         self._wsgi_server: Any = None
         self._started = False
+        self._starting = Semaphore()
         self._shut_down = False
         _servers.add(self)
 
@@ -165,9 +187,14 @@ class Server:
         if self._started or not self.distributed:
             self._started = True
             return
-        self._started = True
-        self.matchmaker.rpc.start()
-        self.registry.start()  # heartbeats our entry and listing leases; reaps dead processes
+        with self._starting:  # two first requests at once must not start two heartbeats
+            if self._started:
+                return
+            # Marked started only once both are up: if Redis is unreachable now, the next request
+            # (under gunicorn, every request until it works) tries again, answering 503 meanwhile.
+            self.matchmaker.rpc.start()
+            self.registry.start()  # heartbeats our entry and listing leases; reaps dead processes
+            self._started = True
         log.info("process %s joined the deployment (presence %s, driver %s, lease %gs)",
                  self.process_id, type(self.presence).__name__, type(self.driver).__name__, self.lease)
 
@@ -253,7 +280,9 @@ class Server:
         self._stopped.set()
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Lock rooms, run their on_before_shutdown (4001 to clients), wait, close the listener."""
+        """Lock rooms and run their on_before_shutdown (by default: close clients with 4001);
+        ``timeout`` seconds from now, rooms still open are closed with 4001 and disposed (see
+        MatchMaker.shutdown). Then this process leaves the deployment and its backends close."""
         if self._shut_down:
             return
         self._shut_down = True

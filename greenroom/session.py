@@ -5,16 +5,26 @@ from __future__ import annotations
 import logging
 from collections import deque
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from .protocol import frames
 from .protocol.codes import CloseCode
 from .protocol.dialect import Dialect
 
-if TYPE_CHECKING:
-    from .room import Room
-
 log = logging.getLogger("greenroom.client")
+
+# Bytes a client may have queued before it acknowledges JOIN_ROOM when its room sets no
+# ``send_backlog`` (a send then waits for the socket, but there is no socket to wait for yet).
+DEFAULT_QUEUE_LIMIT = 1024 * 1024
+
+
+class RoomRef(Protocol):
+    """What a client knows of its room (``client.room``); the Room class satisfies it."""
+
+    @property
+    def room_id(self) -> str: ...
+    @property
+    def room_name(self) -> str: ...
 
 
 class Transport(Protocol):
@@ -48,8 +58,12 @@ class Client:
         self.user_data: Any = None
         self.view: Any = None  # a StateView, for private state (schema)
         self.reconnection_token: str | None = None
-        self.room: Room | None = None
+        self.room: RoomRef | None = None
+        #: Bytes that may wait for the join acknowledgement; past it the client is dropped.
+        self.queue_limit: int = DEFAULT_QUEUE_LIMIT
         self._queued: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._overflowed = False
 
     @property
     def id(self) -> str:
@@ -71,10 +85,27 @@ class Client:
         self.close(code, reason)
 
     def enqueue_raw(self, frame: bytes) -> None:
-        if self.state is ClientState.JOINING:
-            self._queued.append(frame)
-        elif self.state is ClientState.JOINED:
+        """Send now if joined; queue until the join acknowledgement if joining (bounded by
+        ``queue_limit``: a client that never acknowledges cannot make its room hold its
+        messages forever); drop if gone."""
+        if self.state is ClientState.JOINED:
             self.raw(frame)
+        elif self.state is ClientState.JOINING and not self._overflowed:
+            self._queued.append(frame)
+            self._queued_bytes += len(frame)
+            if self._queued_bytes > self.queue_limit:
+                self._overflow()
+
+    def _overflow(self) -> None:
+        log.info("client %s: %d bytes queued before it acknowledged JOIN_ROOM (limit %d); "
+                 "connection dropped", self.session_id, self._queued_bytes, self.queue_limit)
+        self._overflowed = True
+        self.clear_queue()
+        self.terminate()
+
+    def clear_queue(self) -> None:
+        self._queued.clear()
+        self._queued_bytes = 0
 
     def raw(self, frame: bytes) -> None:
         """Write a frame now, whatever the join state. A dead socket is ignored: its reader
@@ -105,6 +136,13 @@ class Client:
     def flush_queued(self) -> None:
         while self._queued:
             self.raw(self._queued.popleft())
+        self._queued_bytes = 0
+
+    def rejoining(self) -> None:
+        """A new socket took over this client (reconnection): it must acknowledge again."""
+        self.state = ClientState.JOINING
+        self._overflowed = False
+        self.clear_queue()
 
     def __repr__(self) -> str:
         return f"<Client {self.session_id} {self.state.value}>"

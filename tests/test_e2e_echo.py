@@ -249,7 +249,7 @@ def test_100_concurrent_python_clients_make_exactly_25_rooms(echo_server, client
     assert all(len(r.clients) == 4 for r in server_rooms)
     gevent.joinall([gevent.spawn(job.value.leave) for job in jobs], timeout=30)
     for room in server_rooms:
-        room._inbox.join(10)  # the room's greenlet ends when it is disposed
+        room._gr.wait_ended(10)  # the room's greenlet ends when it is disposed
     assert echo_server.matchmaker.rooms == {}
 
 

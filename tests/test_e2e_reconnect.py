@@ -134,6 +134,27 @@ def test_a_socket_without_the_token_cannot_claim_a_reserved_reconnection(held):
     assert again.wait_for_message("echo") == "back"
 
 
+def test_a_retried_manual_reconnection_is_served(held):
+    """The first POST /matchmake/reconnect succeeded but the socket that followed failed: the
+    retry must get the held seat again, not 524 (issue 16, defect 3)."""
+    running, client, events = held(max_clients=2)
+    a = client.create("held")
+    b = client.join_by_id(a.room_id)
+    first = drop_and_reserve_reconnection(client, b, events)  # its socket never opens
+    token = b.reconnection_token.partition(":")[2]
+    retry = client.matchmake("reconnect", a.room_id, {"reconnectionToken": token})
+    assert retry.session_id == first.session_id == b.session_id
+    assert seats(running, a.room_id) == (2, True)  # still one seat for B
+    again = client.reconnect(b.reconnection_token)  # a third POST, and this time the socket
+    assert events.get(timeout=5) == ("reconnect", b.session_id)
+    assert again.session_id == b.session_id
+    again.send("echo", "back")
+    assert again.wait_for_message("echo") == "back"
+    assert seats(running, a.room_id) == (2, True)
+    for room in (a, again):
+        assert room.leave() == 4000
+
+
 WINDOW = 4.0  # seconds B's seat is held; the checks made during it take well under that
 
 
@@ -158,7 +179,7 @@ def test_an_unused_reconnection_reservation_keeps_the_seat_held_until_the_hold_e
     assert_refused_as_full(client, room_id)
 
     # B's socket never comes: its reservation expires, but the seat stays held for B.
-    wait_until(lambda: not room._reserved, what="expiry of the reconnection reservation")
+    wait_until(lambda: not room._gr.seats.reserved, what="expiry of the reconnection reservation")
     assert seats(running, room_id) == (2, True)
     assert_refused_as_full(client, room_id)
     assert time.monotonic() - dropped < window, "the checks above ran after the hold ended"
@@ -191,7 +212,7 @@ def test_a_room_with_only_a_held_seat_outlives_its_unused_reservation(held):
     dropped = time.monotonic()
     drop_and_reserve_reconnection(client, b, events)
     assert seats(running, room_id) == (1, False)
-    wait_until(lambda: not room._reserved, what="expiry of the reconnection reservation")
+    wait_until(lambda: not room._gr.seats.reserved, what="expiry of the reconnection reservation")
     assert seats(running, room_id) == (1, False)
     assert running.matchmaker.get_room(room_id) is room  # not disposed: B's seat is held
     assert time.monotonic() - dropped < window, "the checks above ran after the hold ended"

@@ -49,7 +49,15 @@ def test_modifier_bits_are_ignored():
     assert frames.parse_client_frame(bytes([0x80 | Code.ROOM_DATA]) + bytes.fromhex("a161")).type == "a"
 
 
-@pytest.mark.parametrize("hexdata", ["", "63", "0d", "0dd9", "0dca00", "0dc1", "15a1"])
+@pytest.mark.parametrize("hexdata", [
+    "", "63", "0d", "0dd9", "0dca00", "0dc1", "15a1",
+    "0dcb000000000000f87f",          # message type NaN (issue 16, defect 1)
+    "0dcb000000000000f07f",          # message type +Infinity
+    "11cb000000000000f0ff",          # bytes message, type -Infinity
+    "15cb000000000000f87fa161",      # request id NaN
+    "15cb000000000000f07fa161",      # request id +Infinity
+    "15cb000000000000e03fa161",      # request id 0.5
+])
 def test_bad_frames_raise(hexdata):
     with pytest.raises((frames.FrameError, frames.PayloadError)):
         frames.parse_client_frame(bytes.fromhex(hexdata))

@@ -42,7 +42,14 @@ def test_bare_record_id_without_definition_is_a_fixint():
     assert unpack(bytes.fromhex("9240cc41")) == [64, 65]
 
 
-@pytest.mark.parametrize("hexdata", ["d4724093a178", "c1", "92", "d4724001", "a5616263", "dc"])
+@pytest.mark.parametrize("hexdata", [
+    "d4724093a178", "c1", "92", "d4724001", "a5616263", "dc",
+    "81910102",                                   # a list as a map key: TypeError in msgpack
+    "d7ffffffffffffffffff",                       # timestamp with nanoseconds > 999999999
+    "c70cff000000007fffffffffffffff",             # timestamp past year 9999: OverflowError
+    "d4724091a178d7ffffffffffffffffff",           # the same inside a record (the walker's path)
+    "d4724091a178c70cff000000007fffffffffffffff",
+])
 def test_malformed_payloads_raise_payload_error(hexdata):
     with pytest.raises(PayloadError):
         unpack(bytes.fromhex(hexdata))

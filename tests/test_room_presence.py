@@ -7,7 +7,6 @@ import pytest
 from gevent.queue import Queue
 
 from greenroom import Room, Server
-from greenroom.drivers import LocalDriver
 from greenroom.schema import Schema, field
 
 from servers import wait_until
@@ -21,9 +20,9 @@ def test_room_subscription_is_delivered_in_the_room_and_dropped_on_dispose(prese
             self.subscribe("greenroom:test:news", self.on_news)
 
         def on_news(self, message):
-            received.put((message, self._inbox.in_room))
+            received.put((message, self._gr.in_room))
 
-    server = Server(presence=presence, driver=LocalDriver())
+    server = Server(presence=presence)  # a Redis presence brings the Redis driver
     server.define("listener", Listener)
     test = greenroom_boot(server)
     client = test.connect("listener")
@@ -71,7 +70,7 @@ def test_a_state_that_cannot_be_encoded_is_logged_with_the_room_id(scoring, capl
         return next((r for r in caplog.records if "cannot encode the state patch" in r.getMessage()), None)
 
     with caplog.at_level(logging.ERROR, logger="greenroom.room"):
-        monkeypatch.setattr(server_room._serializer, "encode_patches", broken)
+        monkeypatch.setattr(server_room._gr.serializer, "encode_patches", broken)
         room.send("score")
         room.send("echo", "room still alive")
         assert room.wait_for_message("echo") == "room still alive"

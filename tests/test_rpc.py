@@ -15,7 +15,13 @@ import gevent
 import gevent.event
 import pytest
 
-from greenroom.presence.rpc import RPC, Idempotent, RemoteCallError, RemoteCallTimeout
+from greenroom.presence.rpc import (
+    RPC,
+    Idempotent,
+    RemoteCallError,
+    RemoteCallTimeout,
+    RemoteProcessGone,
+)
 
 from servers import _die_with_parent, wait_until
 
@@ -87,9 +93,17 @@ def test_timeout(pair):
     started = time.monotonic()
     with pytest.raises(RemoteCallTimeout, match="'slow'"):
         caller.call("callee", "slow", 2, timeout=0.2)
-    with pytest.raises(RemoteCallTimeout, match="ghost"):
-        caller.call("ghost", "add", 1, 2, timeout=0.2)
     assert time.monotonic() - started < 1.5
+    assert caller._pending == {}
+
+
+def test_a_call_to_a_process_nobody_listens_for_fails_at_once(pair):
+    """PUBLISH tells how many received the request: none means the process is gone, and the
+    caller knows it now, not after the timeout (issue 16, defect 9)."""
+    caller, _, _ = pair
+    with gevent.Timeout(10, AssertionError("the caller waited for the reply timeout")):
+        with pytest.raises(RemoteProcessGone, match="ghost"):
+            caller.call("ghost", "add", 1, 2, timeout=60)
     assert caller._pending == {}
 
 

@@ -45,7 +45,7 @@ def test_sync_returns_once_the_room_handled_every_message_sent_before(slow):
 def test_in_room_runs_between_the_rooms_events_and_fails_cleanly_on_a_disposed_room(slow):
     player = slow.connect("slow", state_decoder=None)
     room = slow.room_of(player)
-    assert slow.in_room(room, lambda: room._inbox.in_room) is True
+    assert slow.in_room(room, lambda: room._gr.in_room) is True
     with pytest.raises(ZeroDivisionError):
         slow.in_room(room, lambda: 1 / 0)
     player.leave()

@@ -16,7 +16,14 @@ from .base import Listener, Presence
 if TYPE_CHECKING:
     from .local import LocalPresence
     from .redis import RedisPresence
-    from .rpc import RPC, Idempotent, RemoteCallError, RemoteCallFailed, RemoteCallTimeout
+    from .rpc import (
+        RPC,
+        Idempotent,
+        RemoteCallError,
+        RemoteCallFailed,
+        RemoteCallTimeout,
+        RemoteProcessGone,
+    )
 
 __all__ = [
     "Idempotent",
@@ -29,6 +36,7 @@ __all__ = [
     "RemoteCallError",
     "RemoteCallFailed",
     "RemoteCallTimeout",
+    "RemoteProcessGone",
     "from_env",
     "from_url",
     "redact_url",
@@ -97,6 +105,7 @@ _LAZY = {
     "RemoteCallError": ".rpc",
     "RemoteCallFailed": ".rpc",
     "RemoteCallTimeout": ".rpc",
+    "RemoteProcessGone": ".rpc",
 }
 
 

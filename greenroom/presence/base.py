@@ -1,4 +1,5 @@
-"""The presence interface: what rooms and matchmakers share across processes (DESIGN D3).
+"""The presence interface: what rooms and matchmakers share across processes
+(docs/architecture.md, "Processes and leases").
 
 Mirrors the Colyseus presence API in Python naming. Every method is blocking-style and safe to
 call from any greenlet. Values are strings (bytes from Redis are decoded as UTF-8); pub/sub
@@ -7,6 +8,7 @@ messages are any msgpack-serialisable value.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -15,8 +17,65 @@ from contextlib import contextmanager
 from typing import Any
 
 import gevent
+import gevent.event
 
 Listener = Callable[[Any], None]
+
+log = logging.getLogger("greenroom.presence")
+
+
+class Lease:
+    """A lock held across processes (``Presence.lock``): true while it is held.
+
+    The key expires ``ttl`` seconds after its last renewal, so a crashed holder blocks others for
+    ``ttl`` at most; while the holder lives, a greenlet renews it every ``ttl / 3`` seconds, so
+    work inside the lock may take longer than ``ttl``. If a renewal finds the key gone or taken
+    (the holder stalled past ``ttl``, or Redis was unreachable that long), the lease is *lost*:
+    it becomes false, and the holder must check it before any step that needs exclusivity.
+    """
+
+    def __init__(self, presence: Presence, key: str, token: str, ttl: float, held: bool) -> None:
+        self.presence = presence
+        self.key = key
+        self.ttl = ttl
+        self.held = held
+        self.lost = False
+        self._token = token
+        self._done = gevent.event.Event()
+        self._renewer = gevent.spawn(self._renew_forever) if held else None
+
+    def __bool__(self) -> bool:
+        return self.held and not self.lost
+
+    def release(self) -> None:
+        self._done.set()  # the renewer is never killed: it may be inside a Redis call
+        if self.held and not self.lost:
+            try:
+                self.presence.delete_if(self.key, self._token)
+            except Exception as exc:  # noqa: BLE001 - it expires by itself within ttl
+                log.warning("presence: lock %s not released (%s); it expires within %g s",
+                            self.key, exc, self.ttl)
+        self.held = False
+
+    def _renew_forever(self) -> None:
+        renewed_at = time.monotonic()
+        while not self._done.wait(self.ttl / 3):
+            try:
+                still_ours = self.presence.extend_if(self.key, self._token, self.ttl)
+            except Exception as exc:  # noqa: BLE001 - retried until the key would have expired
+                if time.monotonic() - renewed_at < self.ttl:
+                    continue
+                still_ours = False
+                log.warning("presence: lock %s could not be renewed for %g s (%s)", self.key,
+                            self.ttl, exc)
+            if self._done.is_set():
+                return
+            if not still_ours:
+                self.lost = True
+                log.warning("presence: lock %s was lost while held (expired or taken over)",
+                            self.key)
+                return
+            renewed_at = time.monotonic()
 
 
 class Presence(ABC):
@@ -34,7 +93,10 @@ class Presence(ABC):
         """Remove one callback, or every callback of the channel when ``callback`` is None."""
 
     @abstractmethod
-    def publish(self, channel: str, message: Any) -> None: ...
+    def publish(self, channel: str, message: Any) -> int | None:
+        """Send ``message`` to the subscribers of ``channel``; returns how many received it
+        (subscribed connections: one per process), or None when the backend cannot tell.
+        0 tells at once that nobody listens, e.g. the process a request was meant for is gone."""
 
     @abstractmethod
     def channels(self, pattern: str | None = None) -> list[str]:
@@ -114,13 +176,21 @@ class Presence(ABC):
         """Delete ``key`` only if it still holds ``value`` (so an expired lock's late owner
         cannot release its successor's lock)."""
 
-    @contextmanager
-    def lock(self, key: str, ttl: float = 10.0, wait: float = 15.0) -> Iterator[bool]:
-        """Hold a lease-based lock across processes; yields False if it could not be had in
-        ``wait`` seconds (the caller decides whether to go on without it).
+    def extend_if(self, key: str, value: str, seconds: float) -> bool:
+        """Set ``key``'s expiry to ``seconds`` only if it still holds ``value``; True if it did.
 
-        The lease bounds how long a crashed holder blocks others.
+        This default reads then writes; backends override it with one atomic step.
         """
+        if self.get(key) != value:
+            return False
+        self.expire(key, seconds)
+        return True
+
+    @contextmanager
+    def lock(self, key: str, ttl: float = 10.0, wait: float = 15.0) -> Iterator[Lease]:
+        """Hold a lock across processes, renewed while held; yields a false Lease if it could not
+        be had in ``wait`` seconds (the caller decides what to do without it), and a Lease that
+        becomes false if it is lost while held (see Lease)."""
         token = uuid.uuid4().hex
         deadline = time.monotonic() + wait
         delay = 0.002
@@ -129,11 +199,11 @@ class Presence(ABC):
             gevent.sleep(delay)
             delay = min(delay * 2, 0.05)
             acquired = self.setnx_ex(key, token, ttl)
+        lease = Lease(self, key, token, ttl, acquired)
         try:
-            yield acquired
+            yield lease
         finally:
-            if acquired:
-                self.delete_if(key, token)
+            lease.release()
 
     # -- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:

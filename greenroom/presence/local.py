@@ -59,12 +59,13 @@ class LocalPresence(Presence):
         if not callbacks:
             del self._callbacks[channel]
 
-    def publish(self, channel: str, message: Any) -> None:
+    def publish(self, channel: str, message: Any) -> int:
         raw = pack(message)
         receivers = tuple(self._callbacks.get(channel, ()))
         if receivers:
             self._start_fanout()
             self._outbox.put((channel, raw, receivers))
+        return len(receivers)
 
     def channels(self, pattern: str | None = None) -> list[str]:
         names = list(self._callbacks)
@@ -122,6 +123,12 @@ class LocalPresence(Presence):
         if self._read(key, str) != value:
             return False
         self._drop(key)
+        return True
+
+    def extend_if(self, key: str, value: str, seconds: float) -> bool:
+        if self._read(key, str) != value:
+            return False
+        self.expire(key, seconds)
         return True
 
     def expire(self, key: str, seconds: float) -> None:

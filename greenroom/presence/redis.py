@@ -3,7 +3,7 @@
 Two connection pools, because their jobs conflict:
 
 * commands go through a ``BlockingConnectionPool`` (the default pool fails outright past its
-  size, DESIGN D8) whose responses are decoded to ``str``;
+  size) whose responses are decoded to ``str``;
 * pub/sub owns one undecoded connection (messages are msgpack bytes), read by ONE greenlet per
   process that fans each message out to the local callbacks. It reads with
   ``get_message(timeout=...)`` so it notices shutdown and dead connections (``listen()`` would
@@ -16,7 +16,6 @@ neither the pub/sub connection nor the socket timeout is involved.
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
+from .. import keepalive
 from . import PresenceUnavailable, redact_url
 from .base import Listener, Presence
 from .local import pack, unpack
@@ -38,16 +38,16 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+_EXTEND_IF = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 _BLOCK_SLICE = 1.0
-_KEEPALIVE = {
-    option: value
-    for name, value in (("TCP_KEEPIDLE", 15), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
-    if (option := getattr(socket, name, None)) is not None
-}
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
@@ -74,6 +74,7 @@ class RedisPresence(Presence):
         self._client: redis.Redis | None = None
         self._hincrbyex_script: Any = None
         self._delete_if_script: Any = None
+        self._extend_if_script: Any = None
         self._pubsub_client: redis.Redis | None = None
         self._pubsub: Any = None
         self._pubsub_lock = gevent.lock.RLock()
@@ -87,7 +88,7 @@ class RedisPresence(Presence):
     # -- connections ---------------------------------------------------------------------
     @property
     def client(self) -> redis.Redis:
-        """The command client, created on first use (never before fork, DESIGN D6)."""
+        """The command client, created on first use (never before a fork: docs/architecture.md, "Processes and leases")."""
         if self._client is None:
             pool = redis.BlockingConnectionPool.from_url(
                 self.url,
@@ -123,7 +124,7 @@ class RedisPresence(Presence):
         without closing the connection (host down, network partition). Not for Unix sockets."""
         if self.url.startswith("unix:"):
             return {}
-        return {"socket_keepalive": True, "socket_keepalive_options": _KEEPALIVE}
+        return {"socket_keepalive": True, "socket_keepalive_options": keepalive.OPTIONS}
 
     @contextmanager
     def _available(self, what: str) -> Iterator[None]:
@@ -210,8 +211,8 @@ class RedisPresence(Presence):
             # The channel is no longer ours: the reader will not resubscribe it after the outage.
             log.debug("presence: UNSUBSCRIBE %r on %s failed: %s", channel, self.safe_url, exc)
 
-    def publish(self, channel: str, message: Any) -> None:
-        self._run(self.client.publish, channel, pack(message))
+    def publish(self, channel: str, message: Any) -> int:
+        return int(self._run(self.client.publish, channel, pack(message)))
 
     def channels(self, pattern: str | None = None) -> list[str]:
         return list(self._run(self.client.pubsub_channels, pattern or "*"))
@@ -331,6 +332,11 @@ class RedisPresence(Presence):
         if self._delete_if_script is None:
             self._delete_if_script = self.client.register_script(_DELETE_IF)
         return bool(self._run(self._delete_if_script, keys=[key], args=[value]))
+
+    def extend_if(self, key: str, value: str, seconds: float) -> bool:
+        if self._extend_if_script is None:
+            self._extend_if_script = self.client.register_script(_EXTEND_IF)
+        return bool(self._run(self._extend_if_script, keys=[key], args=[value, _ms(seconds)]))
 
     def expire(self, key: str, seconds: float) -> None:
         self._run(self.client.pexpire, key, _ms(seconds))

@@ -1,7 +1,7 @@
 """Calls between processes over presence pub/sub: request, reply, timeout, idempotent retry.
 
 Each process listens on two channels, subscribed once by ``start()`` and so always before any
-request of ours is published (no reply can be lost to a late SUBSCRIBE, D4):
+request of ours is published (no reply can be lost to a late SUBSCRIBE):
 
 * ``<prefix><process_id>``: requests ``{"c": call id, "k": idempotency key or None,
   "m": method, "a": args, "r": reply channel, "f": caller}``;
@@ -43,6 +43,17 @@ class RemoteCallTimeout(RemoteCallFailed):
         self.process_id = process_id
         self.method = method
         self.timeout = timeout
+
+
+class RemoteProcessGone(RemoteCallFailed):
+    """Nobody listens on the process's request channel: it is gone (or its connection to the
+    presence is being re-established). Known at once, from the publish's receiver count, so the
+    request certainly did not run."""
+
+    def __init__(self, process_id: str, method: str) -> None:
+        super().__init__(f"process {process_id!r} is not listening (gone?); {method!r} not sent")
+        self.process_id = process_id
+        self.method = method
 
 
 class RemoteCallError(RemoteCallFailed):
@@ -159,7 +170,8 @@ class RPC:
 
         Give ``request_id`` to make the call safe to retry: the remote process runs it once per
         id and answers retries with the first outcome. Raises RemoteCallTimeout or
-        RemoteCallError; PresenceUnavailable if the request cannot even be sent.
+        RemoteCallError; RemoteProcessGone at once when nobody listens for ``process_id``;
+        PresenceUnavailable if the request cannot even be sent.
         """
         self.start()
         timeout = self.timeout if timeout is None else timeout
@@ -167,7 +179,7 @@ class RPC:
         waiter: gevent.event.AsyncResult = gevent.event.AsyncResult()
         self._pending[call_id] = waiter
         try:
-            self.presence.publish(
+            receivers = self.presence.publish(
                 f"{self.prefix}{process_id}",
                 {
                     "c": call_id,
@@ -178,6 +190,8 @@ class RPC:
                     "f": self.process_id,
                 },
             )
+            if receivers == 0:
+                raise RemoteProcessGone(process_id, method)
             if not waiter.wait(timeout):
                 raise RemoteCallTimeout(process_id, method, timeout)
             reply = waiter.get()

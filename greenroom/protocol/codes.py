@@ -1,4 +1,4 @@
-"""Numbers that travel on the wire (PROTOCOL.md §2, §3, §4.4)."""
+"""Numbers that travel on the wire (docs/protocol.md, "Codes")."""
 
 from enum import IntEnum
 
@@ -35,10 +35,12 @@ class ErrorCode(IntEnum):
 
 
 class CloseCode(IntEnum):
-    """WebSocket close codes the clients interpret (PROTOCOL.md §4.4)."""
+    """WebSocket close codes the clients interpret (docs/protocol.md, "Close codes")."""
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    NO_STATUS = 1005  # a close frame without a code (never sent: what the receiver reports)
+    ABNORMAL = 1006  # no close frame at all: the connection was lost (never sent either)
     MESSAGE_TOO_BIG = 1009
     CONSENTED = 4000
     SERVER_SHUTDOWN = 4001

@@ -1,4 +1,4 @@
-"""Building and reading WebSocket frames (PROTOCOL.md §3, §4.1).
+"""Building and reading WebSocket frames (docs/protocol.md, "Frames" and "Joining").
 
 Server frames are built as bytes in one go; client frames are parsed into a ``ClientFrame``.
 Nothing here touches sockets or rooms.
@@ -6,6 +6,7 @@ Nothing here touches sockets or rooms.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -109,7 +110,7 @@ def parse_client_frame(frame: bytes) -> ClientFrame:
     """Read one client frame; raises FrameError (bad layout) or PayloadError (bad MessagePack)."""
     if not frame:
         raise FrameError("empty frame")
-    code = frame[0] & 0x1F  # 0.18 may set modifier bits 0x80/0x40 (PROTOCOL.md §3)
+    code = frame[0] & 0x1F  # 0.18 may set modifier bits 0x80/0x40 (docs/protocol.md, "Frames")
     if code in (Code.JOIN_ROOM, Code.LEAVE_ROOM, Code.PING):
         return ClientFrame(code)
     if code == Code.ROOM_DATA:
@@ -120,10 +121,10 @@ def parse_client_frame(frame: bytes) -> ClientFrame:
         message_type, pos = _read_type(frame, 1)
         return ClientFrame(code, message_type, frame[pos:])
     if code == Code.ROOM_REQUEST:
-        request_id, pos = _read_number(frame, 1)
+        request_id, pos = _read_integer(frame, 1, "request id")
         message_type, pos = _read_type(frame, pos)
         payload = unpack(memoryview(frame)[pos:]) if pos < len(frame) else None
-        return ClientFrame(code, message_type, payload, request_id=int(request_id))
+        return ClientFrame(code, message_type, payload, request_id=request_id)
     raise FrameError(f"unknown protocol code {frame[0]}")
 
 
@@ -132,6 +133,18 @@ def _read_number(frame: bytes, pos: int) -> tuple[float | int, int]:
         return decode_number(frame, pos)
     except (IndexError, ValueError, struct.error) as exc:
         raise FrameError(f"bad number at offset {pos}: {exc}") from None
+
+
+def _read_integer(frame: bytes, pos: int, what: str) -> tuple[int, int]:
+    """A number that must be a whole one: a NaN or an infinity is the client's error, not ours."""
+    value, end = _read_number(frame, pos)
+    if not _is_whole(value):
+        raise FrameError(f"{what} {value!r} is not an integer")
+    return int(value), end
+
+
+def _is_whole(value: float | int) -> bool:
+    return isinstance(value, int) or (math.isfinite(value) and value == int(value))
 
 
 def read_type(frame: bytes, pos: int) -> tuple[MessageType, int]:
@@ -148,8 +161,8 @@ def _read_type(frame: bytes, pos: int) -> tuple[MessageType, int]:
         value, end = decode_number(frame, pos)
     except (IndexError, ValueError, struct.error, UnicodeDecodeError) as exc:
         raise FrameError(f"bad message type: {exc}") from None
-    if value != int(value):
-        raise FrameError(f"message type {value} is not an integer")
+    if not _is_whole(value):
+        raise FrameError(f"message type {value!r} is not an integer")
     return int(value), end
 
 

@@ -1,4 +1,4 @@
-"""Decoding client payloads: MessagePack plus msgpackr "records" (PROTOCOL.md §3.1).
+"""Decoding client payloads: MessagePack plus msgpackr "records" (docs/protocol.md, "Payloads").
 
 The official SDKs pack objects as record definitions (``d4 72 <id>`` + key array + values)
 and later references (the bare byte ``<id>``), which plain ``msgpack.unpackb`` rejects.
@@ -17,6 +17,12 @@ _RECORD_EXT = 0x72
 
 class PayloadError(ValueError):
     """The payload is not valid MessagePack (with or without records)."""
+
+
+# What msgpack and the walker raise on hostile input: a list as a map key (TypeError), a
+# timestamp with out-of-range nanoseconds or a year past 9999 (ValueError, OverflowError).
+# All of it is the client's error: it must become a PayloadError, never escape the decoder.
+_BAD_INPUT = (ValueError, TypeError, OverflowError, msgpack.UnpackException)
 
 
 class _NeedsRecords(Exception):
@@ -44,15 +50,19 @@ def unpack(data: bytes | memoryview) -> Any:
         pass
     except msgpack.ExtraData:
         pass  # a record's key array shifts the structure: decode with records below
-    except (ValueError, msgpack.UnpackException) as exc:
+    except _BAD_INPUT as exc:
         raise PayloadError(f"malformed MessagePack: {exc}") from None
     reader = _RecordReader(bytes(data))
     try:
         value = reader.read()
+    except PayloadError:
+        raise
     except (IndexError, struct.error) as exc:
         raise PayloadError("MessagePack payload ends early") from exc
     except UnicodeDecodeError as exc:
         raise PayloadError(f"invalid UTF-8 in a string: {exc}") from None
+    except _BAD_INPUT as exc:
+        raise PayloadError(f"malformed MessagePack: {exc}") from None
     if reader.pos != len(reader.buf):
         raise PayloadError(f"{len(reader.buf) - reader.pos} bytes left after the payload")
     return value
@@ -81,7 +91,7 @@ def _unpack_top_record(data: bytes | memoryview) -> Any:
     try:
         items = msgpack.unpackb(head + bytes(data[3:]), ext_hook=_ext_hook, strict_map_key=False,
                                 raw=False, timestamp=3)
-    except (_NeedsRecords, ValueError, TypeError, msgpack.UnpackException):
+    except (_NeedsRecords, *_BAD_INPUT):
         return _SLOW
     keys, values = items[0], items[1:]
     for key in keys:

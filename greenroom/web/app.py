@@ -6,8 +6,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import parse_qs
 
+from ..errors import GreenroomError
 from ..matchmaker import MatchMaker
+from ..presence import PresenceUnavailable
 from ..protocol.dialect import Dialect
 from . import http
 from .socket import serve_ping_socket, serve_room_socket
@@ -32,7 +35,10 @@ def route_prefix(path: str, what: str) -> str:
 
 
 class GreenroomApp:
-    """A WSGI callable. Routes on the last path segments, so any prefix works (``/game/matchmake/...``)."""
+    """A WSGI callable. Routes on the last path segments, so any prefix works (``/game/matchmake/...``).
+
+    With a ``fallback`` app, WebSocket upgrades that are not greenroom's (see ``_is_ours``) go to
+    it, so a mounted app keeps its own sockets."""
 
     def __init__(self, matchmaker: MatchMaker, *, dialect: Dialect = Dialect.V3,
                  dialects: Mapping[str, Dialect] | None = None, fallback: WSGIApp | None = None,
@@ -48,6 +54,7 @@ class GreenroomApp:
         self.matchmake = http.MatchmakeRoute(matchmaker)
         # Path prefix -> Route (readiness, monitor, metrics): plain HTTP only, never a socket.
         self.routes = {"/" + k.strip("/"): v for k, v in (routes or {}).items()}
+        # Runs before requests until it succeeds once (joining the deployment needs Redis).
         self._on_first_request = on_first_request
 
     def dialect_for(self, prefix_segments: list[str]) -> Dialect:
@@ -56,12 +63,17 @@ class GreenroomApp:
         return self.dialect
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if self._on_first_request is not None:
-            starting, self._on_first_request = self._on_first_request, None
-            starting()
         path = environ.get("PATH_INFO", "/")
         segments = [s for s in path.split("/") if s]
         ws = environ.get("wsgi.websocket")
+        if ws is not None and self.fallback is not None and not self._is_ours(environ, segments):
+            return self.fallback(environ, start_response)  # the mounted app's own sockets
+        unavailable = self._start()
+        if unavailable is not None:
+            if ws is not None:
+                ws.close(1013, unavailable[:100])  # try again later
+                return []
+            return self._respond(start_response, http.error_response(environ, 503, unavailable))
         if ws is not None:
             return self._socket(environ, ws, segments)
         if len(segments) >= 3 and segments[-3] == "matchmake":
@@ -82,6 +94,27 @@ class GreenroomApp:
         if environ["REQUEST_METHOD"] == "OPTIONS":
             return self._respond(start_response, http.preflight(environ))
         return self._respond(start_response, http.error_response(environ, 404, f"no route for {path}"))
+
+    def _start(self) -> str | None:
+        """Run the first-request hook until it succeeds; the reason while it fails."""
+        starting = self._on_first_request
+        if starting is None:
+            return None
+        try:
+            starting()
+        except (PresenceUnavailable, GreenroomError, OSError) as exc:
+            log.warning("cannot join the deployment yet (%s); answering 503, retrying on the "
+                        "next request", exc)
+            return f"server starting: {exc}"
+        self._on_first_request = None
+        return None
+
+    def _is_ours(self, environ: dict[str, Any], segments: list[str]) -> bool:
+        """A WebSocket greenroom serves: a room socket (``/{processId}/{roomId}?sessionId=``)
+        or the latency socket on the bare endpoint (``/``, or a dialect prefix)."""
+        if len(segments) >= 2 and "sessionId" in parse_qs(environ.get("QUERY_STRING", "")):
+            return True
+        return not segments or "/" + "/".join(segments) in self.dialects
 
     def _socket(self, environ: dict[str, Any], ws: Any, segments: list[str]) -> list[bytes]:
         if len(segments) < 2:

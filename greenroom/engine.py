@@ -1,0 +1,601 @@
+"""The engine of one room: what greenroom does for a Room that the game does not see
+(docs/architecture.md, "The room engine").
+
+A Room holds one ``RoomEngine`` as ``room._gr`` and no other attribute of greenroom's, so a game
+may give its own attributes any name (``self._state``, ``self._clients``, ``self._clock``...).
+The matchmaker and the socket layer reach a room only through the engine's public methods:
+
+* matchmaker: ``attach``, ``create``, ``reserve_seat``, ``reserve_reconnection``, ``shutdown``,
+  ``force_dispose``, ``dispose``, ``discard``, ``wait_ended``;
+* socket: ``connection_settings``, ``join``, ``ack``, ``message``, ``closed``;
+* both, and the Room itself: ``post`` and ``call``, the one seam into the room's line of
+  execution. Nothing else touches the inbox, so the mechanism behind it can change.
+
+Methods whose names start with an underscore run in the room's line of execution.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .clock import Clock, Timer
+from .errors import AuthError, GreenroomError, SeatReservationError
+from .ids import generate_id
+from .inbox import Inbox, InboxClosed
+from .protocol import frames
+from .protocol.codes import CloseCode, ErrorCode
+from .routing import MessageRouter
+from .seats import HeldSeat, Seats
+from .serializer import NoneSerializer, Serializer
+from .session import DEFAULT_QUEUE_LIMIT, Client, ClientState
+
+if TYPE_CHECKING:
+    from .drivers.listing import RoomListing
+    from .presence.base import Presence
+
+log = logging.getLogger("greenroom.room")
+
+SEAT_EXPIRED = "seat reservation expired."
+TOKEN_EXPIRED = "reconnection token invalid or expired."
+
+
+class Phase(Enum):
+    DETACHED = "detached"    # constructed; no matchmaker has attached it yet
+    RUNNING = "running"      # seats can be reserved and claimed
+    CLOSING = "closing"      # disconnect(): clients are being closed, no new seats
+    DISPOSING = "disposing"  # the last on_leave and on_dispose are running
+    DISPOSED = "disposed"    # nothing of the room runs any more
+
+
+class RoomHost(Protocol):
+    """What a room needs from whoever created it (the matchmaker)."""
+
+    def update_listing(self, room_id: str, **changes: Any) -> None: ...
+    def room_disposed(self, engine: RoomEngine) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSettings:
+    """How the socket layer serves this room's connections (the Room's class attributes)."""
+
+    max_message_size: int | None
+    send_timeout: float | None
+    send_backlog: int | None
+    ping_interval: float | None
+    pong_timeout: float
+
+
+class RoomEngine:
+    def __init__(self, room: Any) -> None:
+        self.room = room
+        self.room_id = ""
+        self.name = ""
+        self.process_id = ""
+        self.presence: Presence | None = None
+        self.listing: RoomListing | None = None
+        self.clients: list[Client] = []
+        self.state: Any = None
+        self.serializer: Serializer = NoneSerializer()
+        self.router = MessageRouter(self.report)
+        self.locked_manually = False
+        self.locked_full = False
+        self.private = False
+        self.phase = Phase.DETACHED
+        self.clock: Clock | None = None
+        self.seats: Seats | None = None
+        self._inbox: Inbox | None = None
+        self._host: RoomHost | None = None
+        self._patch_timer: Timer | None = None
+        self._simulation: Timer | None = None
+        self._after_patch: list[tuple[bytes, Any]] = []
+        self._subscriptions: list[tuple[str, Callable[[Any], None]]] = []
+        self._awaiting_ack: dict[Client, Timer] = {}
+
+    # == the line of execution ===================================================================
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` in the room's line of execution, later; returns at once."""
+        self._inbox.post(fn, *args)  # type: ignore[union-attr]
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` in the room's line of execution and return its result (or raise);
+        raises InboxClosed once the room is disposed."""
+        return self._inbox.call(fn, *args)  # type: ignore[union-attr]
+
+    @property
+    def in_room(self) -> bool:
+        return self._inbox is not None and self._inbox.in_room
+
+    def wait_ended(self, timeout: float | None = None) -> bool:
+        """Wait until the room's line of execution has ended (it ends with the disposal)."""
+        return self._inbox is None or self._inbox.join(timeout)
+
+    @property
+    def ended(self) -> bool:
+        return self._inbox is None or self._inbox.ended
+
+    # == the matchmaker's side ==================================================================
+    def attach(self, host: RoomHost, room_id: str, name: str, process_id: str,
+               presence: Presence | None) -> None:
+        self._host = host
+        self.room_id, self.name, self.process_id = room_id, name, process_id
+        self.presence = presence
+        self._inbox = Inbox(room_id, self._handler_failed)
+        self.clock = Clock(self.post)
+        self.seats = Seats(room_id, self.clients, self.clock, self._seat_expired)
+        self.phase = Phase.RUNNING
+        self.reset_patch_timer()
+
+    def create(self, options: dict[str, Any]) -> None:
+        """Run ``on_create``; its exception propagates (the caller then ``discard``s the room)."""
+        self.call(self.room.on_create, options)
+
+    def discard(self) -> None:
+        """Stop a room whose creation failed: timers, subscriptions and line of execution end,
+        and no further hook runs (on_create did not complete, so on_dispose is not called)."""
+        self.phase = Phase.DISPOSED
+        self._release_resources()
+
+    def dispose(self) -> None:
+        """Dispose now (after its on_leave and on_dispose), e.g. when the room cannot be listed."""
+        try:
+            self.call(self._dispose_now)
+        except InboxClosed:
+            pass
+
+    def reserve_seat(self, session_id: str, options: dict[str, Any]) -> bool:
+        """Claim a seat for ``session_id`` without yielding, so concurrent callers can never both
+        take the last one; False when the room is full, locked or closing."""
+        assert self.seats is not None
+        if self.phase is not Phase.RUNNING or self.locked_manually:
+            return False
+        if not self.seats.has_free(self.room.max_clients):
+            return False
+        if not self.seats.reserve(session_id, options, self.room.seat_reservation_timeout):
+            return False
+        self._seats_changed()
+        return True
+
+    def reserve_reconnection(self, token: str) -> str | None:
+        """Reserve the seat ``token`` reclaims (held by allow_reconnection, or kept by a socket
+        that is still open); its session id, or None. Idempotent until the socket arrives."""
+        if self.phase is not Phase.RUNNING or self.seats is None:
+            return None
+        return self.seats.reserve_reconnection(token, self.room.seat_reservation_timeout)
+
+    @property
+    def seats_taken(self) -> int:
+        return self.seats.taken if self.seats is not None else 0
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: lock the room and run its on_before_shutdown."""
+        self.post(self._before_shutdown)
+
+    def force_dispose(self, code: int = CloseCode.SERVER_SHUTDOWN) -> None:
+        """Close every client with ``code`` and dispose, whatever the room's hooks would do."""
+        self.post(self._force_dispose, code)
+
+    # == the socket's side ======================================================================
+    def connection_settings(self) -> ConnectionSettings:
+        room = self.room
+        return ConnectionSettings(room.max_message_size, room.send_timeout, room.send_backlog,
+                                  room.ping_interval or None, room.pong_timeout)
+
+    def join(self, client: Client, token: str | None, skip_handshake: bool) -> Client:
+        """A socket arrived for a reserved seat. Returns the Client to use from now on (on a
+        reconnection, the original one); raises GreenroomError to refuse the socket."""
+        try:
+            return self.call(self._join, client, token, skip_handshake)
+        except InboxClosed:
+            raise SeatReservationError(TOKEN_EXPIRED if token else SEAT_EXPIRED) from None
+
+    def ack(self, client: Client) -> None:
+        self.post(self._ack, client)
+
+    def message(self, client: Client, frame: frames.ClientFrame) -> None:
+        self.post(self._message, client, frame)
+
+    def closed(self, client: Client, transport: Any, code: int) -> None:
+        """The socket ``transport`` of ``client`` ended with ``code``. A socket that was replaced
+        meanwhile (a reconnection took over) is no longer the client's and is ignored."""
+        self.post(self._closed, client, transport, code)
+
+    # == the Room's side (its public methods land here) =========================================
+    def set_state(self, value: Any) -> None:
+        self.state = value
+        if isinstance(self.serializer, NoneSerializer) and value is not None:
+            self.serializer = _serializer_for(value)
+        self.serializer.reset(value)
+
+    def broadcast(self, frame: bytes, except_: Client | list[Client] | None,
+                  after_next_patch: bool) -> None:
+        if after_next_patch:
+            self._after_patch.append((frame, except_))
+            return
+        excluded = except_ if isinstance(except_, list) else (except_,)
+        for client in self.clients:
+            if client not in excluded:
+                client.enqueue_raw(frame)
+
+    @property
+    def locked(self) -> bool:
+        return self.locked_manually or self.locked_full
+
+    def set_locked(self, locked: bool) -> None:
+        self.locked_manually = locked
+        self.sync_listing(locked=self.locked)
+
+    def set_private(self, private: bool) -> None:
+        self.private = private
+        self.sync_listing(private=private)
+
+    def sync_listing(self, **changes: Any) -> None:
+        if self.listing is not None:
+            for key, value in changes.items():
+                setattr(self.listing, key, value)
+        if self._host is not None and self.phase in (Phase.RUNNING, Phase.CLOSING):
+            self._host.update_listing(self.room_id, **changes)
+
+    def reset_patch_timer(self) -> None:
+        if self._patch_timer is not None:
+            self._patch_timer.clear()
+            self._patch_timer = None
+        if self.room.patch_rate and self.clock is not None:
+            self._patch_timer = self.clock.set_interval(self._patch_tick, self.room.patch_rate)
+
+    def set_simulation(self, callback: Callable[[float], Any] | None, milliseconds: float) -> None:
+        if self._simulation is not None:
+            self._simulation.clear()
+            self._simulation = None
+        if callback is None:
+            return
+        last = [time.monotonic()]
+
+        def tick() -> None:
+            now = time.monotonic()
+            delta, last[0] = (now - last[0]) * 1000.0, now
+            callback(delta)
+
+        self._simulation = self.clock.set_interval(tick, milliseconds)  # type: ignore[union-attr]
+
+    def subscribe(self, channel: str, callback: Callable[[Any], None]) -> None:
+        if self.presence is None:
+            raise RuntimeError("this room has no presence")
+
+        def deliver(message: Any) -> None:
+            self.post(callback, message)
+
+        self.presence.subscribe(channel, deliver)
+        self._subscriptions.append((channel, deliver))
+
+    def disconnect(self, code: int, reason: str, timeout: float) -> None:
+        if self.phase is not Phase.RUNNING:
+            return
+        self.set_locked(True)
+        self.phase = Phase.CLOSING
+        seats = self.seats
+        assert seats is not None and self.clock is not None
+        for session_id in list(seats.reserved):
+            seats.claim(session_id)
+        for held in list(seats.held.values()):
+            self._end_hold(held)
+        for client in list(self.clients):
+            client.close(code, reason)
+        self.clock.set_timeout(self._dispose_now, timeout * 1000)
+        self.post(self._maybe_dispose)
+
+    def allow_reconnection(self, client: Client, seconds: float,
+                           callback: Callable[[bool], None] | None) -> None:
+        assert self.seats is not None
+        held = self.seats.held.get(client.session_id)
+        if held is None:
+            token = client.reconnection_token or generate_id()
+            held = self.seats.hold(client, token, seconds, self._end_hold)
+            client.state = ClientState.RECONNECTING
+            client.transport = None
+            self._stop_ack_timer(client)
+        if held is not None and callback is not None:
+            held.callbacks.append(callback)
+
+    # == joining (in the room) ==================================================================
+    def _join(self, fresh: Client, token: str | None, skip_handshake: bool) -> Client:
+        assert self.seats is not None
+        if self.phase is not Phase.RUNNING:
+            raise SeatReservationError(TOKEN_EXPIRED if token else SEAT_EXPIRED)
+        if token:
+            client = self.seats.client_for_token(token)
+            if client is not None and client.session_id == fresh.session_id:
+                return self._reclaim(client, fresh, skip_handshake)
+        reservation = self.seats.reserved.get(fresh.session_id)
+        if reservation is None or reservation.reconnect is not None:
+            # A held seat is reclaimed by its token only: a socket with the session id alone
+            # neither takes it over nor consumes the reservation made for it.
+            raise SeatReservationError(TOKEN_EXPIRED if token else SEAT_EXPIRED)
+        self.seats.claim(fresh.session_id)
+        return self._admit(fresh, reservation.options, skip_handshake)
+
+    def _admit(self, client: Client, options: dict[str, Any], skip_handshake: bool) -> Client:
+        client.room = self.room
+        client.queue_limit = self.room.send_backlog or DEFAULT_QUEUE_LIMIT
+        self.clients.append(client)  # counts as a seat from here on
+        try:
+            client.auth = self._authenticate(client, options)
+            self._call_hook("on_join", client, options, client.auth)
+        except BaseException:
+            self.clients.remove(client)
+            client.state = ClientState.LEFT
+            self._seats_changed()
+            self.post(self._maybe_dispose)
+            raise
+        self._send_join_room(client, skip_handshake)
+        self._seats_changed()
+        return client
+
+    def _reclaim(self, client: Client, fresh: Client, skip_handshake: bool) -> Client:
+        """A reconnection token for ``client``: resume its held seat. If its old socket is still
+        open (a half-open connection nobody noticed yet), that socket is closed and counts as
+        dropped first, so on_drop (and allow_reconnection) decide as for any lost connection."""
+        assert self.seats is not None
+        self.seats.claim(client.session_id)  # the reservation of POST /matchmake/reconnect, if any
+        if client in self.clients:
+            log.info("room %s: client %s reconnected while its old socket was still open; "
+                     "closing the stale socket", self.room_id, client.session_id)
+            stale, client.transport = client.transport, None
+            if stale is not None:
+                stale.terminate()
+            self._lost(client, CloseCode.ABNORMAL)
+        held = self.seats.held.get(client.session_id)
+        if held is None:
+            raise SeatReservationError(TOKEN_EXPIRED)
+        return self._resume(held, fresh, skip_handshake)
+
+    def _resume(self, held: HeldSeat, fresh: Client, skip_handshake: bool) -> Client:
+        self.seats.release(held)  # type: ignore[union-attr]
+        client = held.client
+        client.transport, client.request, client.dialect = fresh.transport, fresh.request, fresh.dialect
+        client.rejoining()
+        self.clients.append(client)
+        self._send_join_room(client, skip_handshake)
+        self._seats_changed()
+        self._run_handler("on_reconnect", self.room.on_reconnect, client, client=client)
+        for callback in held.callbacks:
+            self._run_handler("reconnection callback", callback, True)
+        return client
+
+    def _authenticate(self, client: Client, options: dict[str, Any]) -> Any:
+        try:
+            auth = self.room.on_auth(client, options, client.request)
+        except GreenroomError:
+            raise
+        except Exception as exc:
+            raise AuthError(str(exc) or type(exc).__name__, ErrorCode.APPLICATION_ERROR) from exc
+        if not auth:
+            raise AuthError("onAuth failed")
+        return auth
+
+    def _call_hook(self, name: str, *args: Any) -> Any:
+        """Call a hook that may refuse a join: its exception becomes error 526."""
+        try:
+            return getattr(self.room, name)(*args)
+        except GreenroomError:
+            raise
+        except Exception as exc:
+            log.error("room %s (%s): %s raised for client %s:\n%s", self.room_id, self.name, name,
+                      args[0].session_id if args else "-", traceback.format_exc().rstrip())
+            raise GreenroomError(str(exc) or type(exc).__name__, ErrorCode.APPLICATION_ERROR) from exc
+
+    def _send_join_room(self, client: Client, skip_handshake: bool) -> None:
+        client.reconnection_token = generate_id()
+        handshake = b"" if skip_handshake else self.serializer.handshake(client.dialect)
+        client.raw(frames.join_room(client.dialect, client.reconnection_token, self.serializer.id,
+                                    handshake))
+        # A client that never acknowledges would hold its seat (and its queue) forever.
+        self._awaiting_ack[client] = self.clock.set_timeout(  # type: ignore[union-attr]
+            self._ack_overdue, self.room.seat_reservation_timeout * 1000, client)
+
+    def _ack(self, client: Client) -> None:
+        """The client decoded JOIN_ROOM: others get the pending patch first, then it gets the
+        full state and what was queued for it (docs/protocol.md, "Joining")."""
+        if client.state is not ClientState.JOINING:
+            return
+        self._stop_ack_timer(client)
+        self._broadcast_patch()
+        try:
+            body = self.serializer.full_state(client)
+        except Exception:
+            log.exception("room %s (%s): cannot encode the full state for %s", self.room_id,
+                          self.name, client.session_id)
+            body = None
+        if body is not None:
+            client.raw(frames.STATE + body)
+        client.state = ClientState.JOINED
+        client.flush_queued()
+
+    def _ack_overdue(self, client: Client) -> None:
+        self._awaiting_ack.pop(client, None)
+        if client.state is not ClientState.JOINING or client not in self.clients:
+            return
+        log.info("room %s: client %s did not acknowledge JOIN_ROOM within %g s; closing its "
+                 "connection", self.room_id, client.session_id, self.room.seat_reservation_timeout)
+        transport = client.transport
+        self._leave(client, False)
+        if transport is not None:
+            transport.close(CloseCode.WITH_ERROR, "join not acknowledged")
+
+    def _stop_ack_timer(self, client: Client) -> None:
+        timer = self._awaiting_ack.pop(client, None)
+        if timer is not None:
+            timer.clear()
+
+    # == messages and patches (in the room) =====================================================
+    def _message(self, client: Client, frame: frames.ClientFrame) -> None:
+        if client.state in (ClientState.LEFT, ClientState.RECONNECTING):
+            return
+        self.router.dispatch(self.room_id, self.name, client, frame)
+
+    def _patch_tick(self) -> None:
+        self._run_handler("on_before_patch", self.room.on_before_patch)
+        self._broadcast_patch()
+        if self._after_patch:
+            pending, self._after_patch = self._after_patch, []
+            for frame, except_ in pending:
+                self.broadcast(frame, except_, False)
+
+    def _broadcast_patch(self) -> None:
+        serializer = self.serializer
+        if not serializer.has_changes():
+            return
+        joined = [c for c in self.clients if c.state is ClientState.JOINED]
+        try:
+            patches = serializer.encode_patches(joined)
+        except Exception:
+            log.exception("room %s (%s): cannot encode the state patch", self.room_id, self.name)
+            return
+        for group, body in patches:
+            frame = frames.PATCH + body
+            for client in group:
+                client.raw(frame)  # type: ignore[attr-defined]
+
+    # == leaving (in the room) ==================================================================
+    def _closed(self, client: Client, transport: Any, code: int) -> None:
+        if client.transport is not transport or client not in self.clients:
+            return  # already gone, or a reconnection replaced this socket
+        self._lost(client, code)
+
+    def _lost(self, client: Client, code: int) -> None:
+        """The client's connection is gone: a drop (the room may hold the seat) or a leave."""
+        self._stop_ack_timer(client)
+        consented = code == CloseCode.CONSENTED
+        if not consented and client.state is ClientState.JOINED and self.phase is Phase.RUNNING:
+            self._run_handler("on_drop", self.room.on_drop, client, code, client=client)
+            if client.state is ClientState.RECONNECTING:  # allow_reconnection holds its seat
+                self.clients.remove(client)
+                return
+        self._leave(client, consented)
+
+    def _leave(self, client: Client, consented: bool) -> None:
+        self._remove(client, consented)
+        self._seats_changed()
+        self._maybe_dispose()
+
+    def _remove(self, client: Client, consented: bool) -> None:
+        self._stop_ack_timer(client)
+        self.clients.remove(client)
+        client.state = ClientState.LEFT
+        client.transport = None
+        self._run_handler("on_leave", self.room.on_leave, client, consented, client=client)
+
+    def _end_hold(self, held: HeldSeat) -> None:
+        """A held seat was not reclaimed in time (or the room is closing): the client leaves."""
+        seats = self.seats
+        assert seats is not None
+        if not seats.release(held):
+            return
+        client = held.client
+        seats.claim(client.session_id)
+        if client in self.clients:
+            self.clients.remove(client)
+        client.state = ClientState.LEFT
+        self._run_handler("on_leave", self.room.on_leave, client, False, client=client)
+        for callback in held.callbacks:
+            self._run_handler("reconnection callback", callback, False)
+        self._seats_changed()
+        self._maybe_dispose()
+
+    def _seat_expired(self) -> None:
+        self._seats_changed()
+        self._maybe_dispose()
+
+    def _seats_changed(self) -> None:
+        seats = self.seats
+        assert seats is not None
+        self.locked_full = not seats.has_free(self.room.max_clients)
+        # Both, always: listing writes are ordered, so the last one is the truth.
+        self.sync_listing(clients=seats.taken, locked=self.locked)
+
+    # == ending (in the room) ===================================================================
+    def _before_shutdown(self) -> None:
+        if self.phase is not Phase.RUNNING:
+            return
+        self.set_locked(True)
+        self._run_handler("on_before_shutdown", self.room.on_before_shutdown)
+
+    def _force_dispose(self, code: int) -> None:
+        if self.phase in (Phase.DISPOSING, Phase.DISPOSED):
+            return
+        self.phase = Phase.CLOSING
+        for client in list(self.clients):
+            client.close(code)
+        self._dispose_now()
+
+    def _maybe_dispose(self) -> None:
+        if self.phase not in (Phase.RUNNING, Phase.CLOSING) or self.seats_taken:
+            return
+        if self.room.auto_dispose or self.phase is Phase.CLOSING:
+            self._dispose_now()
+
+    def _dispose_now(self) -> None:
+        """Dispose whatever is left: held seats end and clients still here leave, then
+        on_dispose runs, and nothing of the room runs after it."""
+        if self.phase in (Phase.DISPOSING, Phase.DISPOSED):
+            return
+        self.phase = Phase.DISPOSING
+        assert self.seats is not None
+        for held in self.seats.cancel_all():
+            self._end_hold(held)
+        for client in list(self.clients):
+            self._remove(client, False)
+        self._run_handler("on_dispose", self.room.on_dispose)
+        self.phase = Phase.DISPOSED
+        if self._host is not None:
+            self._host.room_disposed(self)
+        self._release_resources()
+
+    def _release_resources(self) -> None:
+        if self.clock is not None:
+            self.clock.close()
+        for channel, deliver in self._subscriptions:
+            try:
+                self.presence.unsubscribe(channel, deliver)  # type: ignore[union-attr]
+            except Exception as exc:  # noqa: BLE001 - the backend may be gone at shutdown
+                log.warning("room %s: unsubscribe from %s failed: %s", self.room_id, channel, exc)
+        self._subscriptions.clear()
+        if self._inbox is not None:
+            self._inbox.close()
+
+    # == errors =================================================================================
+    def _run_handler(self, where: str, fn: Callable[..., Any], *args: Any,
+                     client: Client | None = None) -> Any:
+        try:
+            return fn(*args)
+        except Exception as exc:
+            self.report(exc, where, client)
+            return None
+
+    def report(self, exc: BaseException, where: str, client: Client | None) -> None:
+        """Log an exception of room code (with the traceback: it is the game's bug to fix),
+        then give it to the room's on_uncaught_exception."""
+        log.error("room %s (%s): %s raised for client %s: %s: %s\n%s", self.room_id, self.name,
+                  where, client.session_id if client else "-", type(exc).__name__, exc,
+                  traceback.format_exc().rstrip())
+        try:
+            self.room.on_uncaught_exception(exc, where)
+        except Exception:  # noqa: BLE001
+            log.exception("room %s: on_uncaught_exception raised", self.room_id)
+
+    def _handler_failed(self, exc: BaseException, fn: Callable[..., Any]) -> None:
+        self.report(exc, getattr(fn, "__qualname__", repr(fn)), None)
+
+
+def _serializer_for(state: Any) -> Serializer:
+    # Imported on first use: rooms without state never load the schema package.
+    from .schema import Schema, SchemaSerializer
+
+    if isinstance(state, Schema):
+        return SchemaSerializer()
+    raise TypeError(f"room state must be a greenroom.schema.Schema, not {type(state).__name__}")
