@@ -30,6 +30,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from ..presence import redact_url
+from ..redis_options import pool_options
 from .base import Driver, DriverUnavailable, SortSpec
 from .listing import RoomListing
 from .local import check_changes, check_sort
@@ -321,6 +322,7 @@ class RedisDriver(Driver):
                 self._url,
                 decode_responses=True,
                 retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),
+                **pool_options(),
                 **self._pool_options,
             )
             self._client = redis.Redis(connection_pool=pool)

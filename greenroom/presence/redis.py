@@ -29,6 +29,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from .. import keepalive
+from ..redis_options import pool_options
 from . import PresenceUnavailable, redact_url
 from .base import Listener, Presence
 from .local import pack, unpack
@@ -100,6 +101,7 @@ class RedisPresence(Presence):
                 # One quick retry replaces a pooled connection the server dropped (restart,
                 # idle timeout); more would only delay the 503 during a real outage.
                 retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),
+                **pool_options(),
             )
             self._client = redis.Redis(connection_pool=pool)
         return self._client
@@ -113,6 +115,7 @@ class RedisPresence(Presence):
                 socket_timeout=self._socket_timeout,
                 socket_connect_timeout=self._connect_timeout,
                 retry=Retry(NoBackoff(), 0),  # the reader greenlet reconnects, with backoff
+                **pool_options(),
                 **self._keepalive(),
             )
             self._pubsub_client = redis.Redis(connection_pool=pool)
