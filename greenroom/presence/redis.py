@@ -29,8 +29,8 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from .. import keepalive
-from . import PresenceUnavailable, redact_url
-from .base import Listener, Presence
+from ..urls import redact_url
+from .base import Listener, Presence, PresenceUnavailable
 from .local import pack, unpack
 
 _DELETE_IF = """
