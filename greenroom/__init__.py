@@ -1,7 +1,7 @@
 """greenroom: a multiplayer room server for Python on gevent, wire-compatible with Colyseus.
 
 Names are imported on first use, so that ``greenroom serve`` can monkey-patch gevent before
-anything imports socket, ssl, redis or pymongo (DESIGN D6).
+anything imports socket, ssl, redis or pymongo (docs/architecture.md, "Boot order").
 """
 
 from __future__ import annotations

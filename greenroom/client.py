@@ -1,6 +1,6 @@
 """A blocking-style Colyseus client on gevent, for tests, bots and benchmarks.
 
-It speaks what the official clients speak (PROTOCOL.md): HTTP matchmaking, then a room WebSocket
+It speaks what the official clients speak (docs/protocol.md): HTTP matchmaking, then a room WebSocket
 in the v3 (colyseus.js 0.16, @colyseus/sdk 0.17) or v5 (@colyseus/sdk 0.18) dialect. Everything
 blocks the calling greenlet only, so hundreds of clients run side by side in one process.
 
@@ -138,7 +138,7 @@ class ProtocolError(ClientError):
 
 @dataclass
 class JoinRoom:
-    """A decoded JOIN_ROOM frame (PROTOCOL.md §4.1)."""
+    """A decoded JOIN_ROOM frame (docs/protocol.md, "Joining")."""
 
     token: str
     serializer_id: str
@@ -471,7 +471,7 @@ class Client:
             raise ProtocolError(f"POST {url}: HTTP {status} with Content-Type {content_type!r}; "
                                 "the official clients only read JSON bodies")
         if isinstance(data, dict) and "error" in data and "roomId" not in data:
-            # The 0.17/0.18 SDKs would mistake this for a reservation (PROTOCOL.md §2): report it.
+            # The 0.17/0.18 SDKs would mistake this for a reservation (docs/protocol.md, "Matchmaking"): report it.
             raise MatchMakeError(data.get("code") if isinstance(data.get("code"), int) else status,
                                  f"{data['error']} (sent with HTTP {status}; errors need a non-2xx status)")
         return SeatReservation.from_json(data)
@@ -502,7 +502,7 @@ class Client:
     # -------------------------------------------------------------- rooms
 
     def room_url(self, reservation: SeatReservation, extra: dict[str, str] | None = None) -> str:
-        """The room socket URL the SDKs would open for ``reservation`` (PROTOCOL.md §1)."""
+        """The room socket URL the SDKs would open for ``reservation`` (docs/protocol.md, "Endpoints")."""
         scheme = "wss" if self.secure else "ws"
         base = f"{scheme}://{reservation.public_address}" if reservation.public_address else self.ws_base
         params = {"sessionId": reservation.session_id}

@@ -11,7 +11,8 @@ The matchmaker and the socket layer reach a room only through the engine's publi
 * both, and the Room itself: ``post`` and ``call``, the one seam into the room's line of
   execution. Nothing else touches the inbox, so the mechanism behind it can change.
 
-Methods whose names start with an underscore run in the room's line of execution.
+Methods whose names start with an underscore run in the room's line of execution. Joining and
+leaving (who holds a seat) live in membership.py, a base of RoomEngine.
 """
 
 from __future__ import annotations
@@ -21,19 +22,19 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .clock import Clock, Timer
-from .errors import AuthError, GreenroomError, SeatReservationError
-from .ids import generate_id
+from .errors import SeatReservationError
 from .inbox import Inbox, InboxClosed
+from .membership import SEAT_EXPIRED, TOKEN_EXPIRED, Membership
+from .phase import Phase
 from .protocol import frames
-from .protocol.codes import CloseCode, ErrorCode
+from .protocol.codes import CloseCode
 from .routing import MessageRouter
-from .seats import HeldSeat, Seats
+from .seats import Seats
 from .serializer import NoneSerializer, Serializer
-from .session import DEFAULT_QUEUE_LIMIT, Client, ClientState
+from .session import Client, ClientState
 
 if TYPE_CHECKING:
     from .drivers.listing import RoomListing
@@ -41,16 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("greenroom.room")
 
-SEAT_EXPIRED = "seat reservation expired."
-TOKEN_EXPIRED = "reconnection token invalid or expired."
-
-
-class Phase(Enum):
-    DETACHED = "detached"    # constructed; no matchmaker has attached it yet
-    RUNNING = "running"      # seats can be reserved and claimed
-    CLOSING = "closing"      # disconnect(): clients are being closed, no new seats
-    DISPOSING = "disposing"  # the last on_leave and on_dispose are running
-    DISPOSED = "disposed"    # nothing of the room runs any more
 
 
 class RoomHost(Protocol):
@@ -71,7 +62,7 @@ class ConnectionSettings:
     pong_timeout: float
 
 
-class RoomEngine:
+class RoomEngine(Membership):
     def __init__(self, room: Any) -> None:
         self.room = room
         self.room_id = ""
@@ -289,149 +280,6 @@ class RoomEngine:
         self.clock.set_timeout(self._dispose_now, timeout * 1000)
         self.post(self._maybe_dispose)
 
-    def allow_reconnection(self, client: Client, seconds: float,
-                           callback: Callable[[bool], None] | None) -> None:
-        assert self.seats is not None
-        held = self.seats.held.get(client.session_id)
-        if held is None:
-            token = client.reconnection_token or generate_id()
-            held = self.seats.hold(client, token, seconds, self._end_hold)
-            client.state = ClientState.RECONNECTING
-            client.transport = None
-            self._stop_ack_timer(client)
-        if held is not None and callback is not None:
-            held.callbacks.append(callback)
-
-    # == joining (in the room) ==================================================================
-    def _join(self, fresh: Client, token: str | None, skip_handshake: bool) -> Client:
-        assert self.seats is not None
-        if self.phase is not Phase.RUNNING:
-            raise SeatReservationError(TOKEN_EXPIRED if token else SEAT_EXPIRED)
-        if token:
-            client = self.seats.client_for_token(token)
-            if client is not None and client.session_id == fresh.session_id:
-                return self._reclaim(client, fresh, skip_handshake)
-        reservation = self.seats.reserved.get(fresh.session_id)
-        if reservation is None or reservation.reconnect is not None:
-            # A held seat is reclaimed by its token only: a socket with the session id alone
-            # neither takes it over nor consumes the reservation made for it.
-            raise SeatReservationError(TOKEN_EXPIRED if token else SEAT_EXPIRED)
-        self.seats.claim(fresh.session_id)
-        return self._admit(fresh, reservation.options, skip_handshake)
-
-    def _admit(self, client: Client, options: dict[str, Any], skip_handshake: bool) -> Client:
-        client.room = self.room
-        client.queue_limit = self.room.send_backlog or DEFAULT_QUEUE_LIMIT
-        self.clients.append(client)  # counts as a seat from here on
-        try:
-            client.auth = self._authenticate(client, options)
-            self._call_hook("on_join", client, options, client.auth)
-        except BaseException:
-            self.clients.remove(client)
-            client.state = ClientState.LEFT
-            self._seats_changed()
-            self.post(self._maybe_dispose)
-            raise
-        self._send_join_room(client, skip_handshake)
-        self._seats_changed()
-        return client
-
-    def _reclaim(self, client: Client, fresh: Client, skip_handshake: bool) -> Client:
-        """A reconnection token for ``client``: resume its held seat. If its old socket is still
-        open (a half-open connection nobody noticed yet), that socket is closed and counts as
-        dropped first, so on_drop (and allow_reconnection) decide as for any lost connection."""
-        assert self.seats is not None
-        self.seats.claim(client.session_id)  # the reservation of POST /matchmake/reconnect, if any
-        if client in self.clients:
-            log.info("room %s: client %s reconnected while its old socket was still open; "
-                     "closing the stale socket", self.room_id, client.session_id)
-            stale, client.transport = client.transport, None
-            if stale is not None:
-                stale.terminate()
-            self._lost(client, CloseCode.ABNORMAL)
-        held = self.seats.held.get(client.session_id)
-        if held is None:
-            raise SeatReservationError(TOKEN_EXPIRED)
-        return self._resume(held, fresh, skip_handshake)
-
-    def _resume(self, held: HeldSeat, fresh: Client, skip_handshake: bool) -> Client:
-        self.seats.release(held)  # type: ignore[union-attr]
-        client = held.client
-        client.transport, client.request, client.dialect = fresh.transport, fresh.request, fresh.dialect
-        client.rejoining()
-        self.clients.append(client)
-        self._send_join_room(client, skip_handshake)
-        self._seats_changed()
-        self._run_handler("on_reconnect", self.room.on_reconnect, client, client=client)
-        for callback in held.callbacks:
-            self._run_handler("reconnection callback", callback, True)
-        return client
-
-    def _authenticate(self, client: Client, options: dict[str, Any]) -> Any:
-        try:
-            auth = self.room.on_auth(client, options, client.request)
-        except GreenroomError:
-            raise
-        except Exception as exc:
-            raise AuthError(str(exc) or type(exc).__name__, ErrorCode.APPLICATION_ERROR) from exc
-        if not auth:
-            raise AuthError("onAuth failed")
-        return auth
-
-    def _call_hook(self, name: str, *args: Any) -> Any:
-        """Call a hook that may refuse a join: its exception becomes error 526."""
-        try:
-            return getattr(self.room, name)(*args)
-        except GreenroomError:
-            raise
-        except Exception as exc:
-            log.error("room %s (%s): %s raised for client %s:\n%s", self.room_id, self.name, name,
-                      args[0].session_id if args else "-", traceback.format_exc().rstrip())
-            raise GreenroomError(str(exc) or type(exc).__name__, ErrorCode.APPLICATION_ERROR) from exc
-
-    def _send_join_room(self, client: Client, skip_handshake: bool) -> None:
-        client.reconnection_token = generate_id()
-        handshake = b"" if skip_handshake else self.serializer.handshake(client.dialect)
-        client.raw(frames.join_room(client.dialect, client.reconnection_token, self.serializer.id,
-                                    handshake))
-        # A client that never acknowledges would hold its seat (and its queue) forever.
-        self._awaiting_ack[client] = self.clock.set_timeout(  # type: ignore[union-attr]
-            self._ack_overdue, self.room.seat_reservation_timeout * 1000, client)
-
-    def _ack(self, client: Client) -> None:
-        """The client decoded JOIN_ROOM: others get the pending patch first, then it gets the
-        full state and what was queued for it (docs/protocol.md, "Joining")."""
-        if client.state is not ClientState.JOINING:
-            return
-        self._stop_ack_timer(client)
-        self._broadcast_patch()
-        try:
-            body = self.serializer.full_state(client)
-        except Exception:
-            log.exception("room %s (%s): cannot encode the full state for %s", self.room_id,
-                          self.name, client.session_id)
-            body = None
-        if body is not None:
-            client.raw(frames.STATE + body)
-        client.state = ClientState.JOINED
-        client.flush_queued()
-
-    def _ack_overdue(self, client: Client) -> None:
-        self._awaiting_ack.pop(client, None)
-        if client.state is not ClientState.JOINING or client not in self.clients:
-            return
-        log.info("room %s: client %s did not acknowledge JOIN_ROOM within %g s; closing its "
-                 "connection", self.room_id, client.session_id, self.room.seat_reservation_timeout)
-        transport = client.transport
-        self._leave(client, False)
-        if transport is not None:
-            transport.close(CloseCode.WITH_ERROR, "join not acknowledged")
-
-    def _stop_ack_timer(self, client: Client) -> None:
-        timer = self._awaiting_ack.pop(client, None)
-        if timer is not None:
-            timer.clear()
-
     # == messages and patches (in the room) =====================================================
     def _message(self, client: Client, frame: frames.ClientFrame) -> None:
         if client.state in (ClientState.LEFT, ClientState.RECONNECTING):
@@ -460,63 +308,6 @@ class RoomEngine:
             frame = frames.PATCH + body
             for client in group:
                 client.raw(frame)  # type: ignore[attr-defined]
-
-    # == leaving (in the room) ==================================================================
-    def _closed(self, client: Client, transport: Any, code: int) -> None:
-        if client.transport is not transport or client not in self.clients:
-            return  # already gone, or a reconnection replaced this socket
-        self._lost(client, code)
-
-    def _lost(self, client: Client, code: int) -> None:
-        """The client's connection is gone: a drop (the room may hold the seat) or a leave."""
-        self._stop_ack_timer(client)
-        consented = code == CloseCode.CONSENTED
-        if not consented and client.state is ClientState.JOINED and self.phase is Phase.RUNNING:
-            self._run_handler("on_drop", self.room.on_drop, client, code, client=client)
-            if client.state is ClientState.RECONNECTING:  # allow_reconnection holds its seat
-                self.clients.remove(client)
-                return
-        self._leave(client, consented)
-
-    def _leave(self, client: Client, consented: bool) -> None:
-        self._remove(client, consented)
-        self._seats_changed()
-        self._maybe_dispose()
-
-    def _remove(self, client: Client, consented: bool) -> None:
-        self._stop_ack_timer(client)
-        self.clients.remove(client)
-        client.state = ClientState.LEFT
-        client.transport = None
-        self._run_handler("on_leave", self.room.on_leave, client, consented, client=client)
-
-    def _end_hold(self, held: HeldSeat) -> None:
-        """A held seat was not reclaimed in time (or the room is closing): the client leaves."""
-        seats = self.seats
-        assert seats is not None
-        if not seats.release(held):
-            return
-        client = held.client
-        seats.claim(client.session_id)
-        if client in self.clients:
-            self.clients.remove(client)
-        client.state = ClientState.LEFT
-        self._run_handler("on_leave", self.room.on_leave, client, False, client=client)
-        for callback in held.callbacks:
-            self._run_handler("reconnection callback", callback, False)
-        self._seats_changed()
-        self._maybe_dispose()
-
-    def _seat_expired(self) -> None:
-        self._seats_changed()
-        self._maybe_dispose()
-
-    def _seats_changed(self) -> None:
-        seats = self.seats
-        assert seats is not None
-        self.locked_full = not seats.has_free(self.room.max_clients)
-        # Both, always: listing writes are ordered, so the last one is the truth.
-        self.sync_listing(clients=seats.taken, locked=self.locked)
 
     # == ending (in the room) ===================================================================
     def _before_shutdown(self) -> None:

@@ -1,4 +1,5 @@
-"""Identifiers in the Colyseus style: 9 characters from [A-Za-z0-9_-] (PROTOCOL.md §1)."""
+"""Identifiers in the Colyseus style: 9 characters from [A-Za-z0-9_-] (docs/protocol.md,
+"Endpoints")."""
 
 import secrets
 

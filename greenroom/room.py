@@ -87,6 +87,22 @@ class Room:
         self.metadata: dict[str, Any] = {}
         self._gr = RoomEngine(self)
 
+    @property
+    def _gr(self) -> RoomEngine:
+        """greenroom's engine for this room: the one name greenroom keeps on a Room."""
+        try:
+            return self.__dict__["_gr"]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__} has no engine: its __init__ must call "
+                                 "super().__init__()") from None
+
+    @_gr.setter
+    def _gr(self, engine: RoomEngine) -> None:
+        if "_gr" in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}._gr is greenroom's engine for this room; "
+                                 "give your attribute another name")
+        self.__dict__["_gr"] = engine
+
     # -- identity -----------------------------------------------------------------------------
     @property
     def room_id(self) -> str:

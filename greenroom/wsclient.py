@@ -26,7 +26,7 @@ import gevent.event
 import gevent.lock
 import gevent.socket
 
-try:  # C unmasking: ~100x faster than a Python loop (DESIGN.md D7).
+try:  # C unmasking: ~100x faster than a Python loop (docs/architecture.md, "gevent-websocket").
     from websockets.speedups import apply_mask
 except ImportError:  # pragma: no cover - websockets is a hard dependency; keep working without it.
 

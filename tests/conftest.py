@@ -1,4 +1,4 @@
-"""Test set-up: gevent is patched before anything else is imported (DESIGN D6)."""
+"""Test set-up: gevent is patched before anything else is imported (docs/architecture.md, "Boot order")."""
 
 from gevent import monkey
 
@@ -14,7 +14,7 @@ import sys  # noqa: E402
 import gevent  # noqa: E402
 import pytest  # noqa: E402
 
-from servers import (  # noqa: E402,F401 - real Redis and MongoDB-protocol servers (DESIGN D9)
+from servers import (  # noqa: E402,F401 - real Redis and MongoDB-protocol servers (docs/architecture.md, "Tests")
     driver,
     mongo_driver,
     mongo_server,

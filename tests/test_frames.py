@@ -1,4 +1,4 @@
-"""Frame layouts against bytes captured from the real servers (PROTOCOL.md §3, §4.1)."""
+"""Frame layouts against bytes captured from the real servers (docs/protocol.md, "Frames" and "Joining")."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""The official Colyseus clients, unmodified, against greenroom (PROTOCOL.md; tests/js/README.md).
+"""The official Colyseus clients, unmodified, against greenroom (docs/protocol.md; tests/js/README.md).
 
 Each scenario's observations are compared with what the same script saw against the real
 Colyseus servers (tests/js/expected/), step by step.

@@ -1,11 +1,11 @@
-"""Client payloads: msgpackr records as the official SDKs write them (PROTOCOL.md §3.1)."""
+"""Client payloads: msgpackr records as the official SDKs write them (docs/protocol.md, "Payloads")."""
 
 import msgpack
 import pytest
 
 from greenroom.protocol.msgpackr import PayloadError, unpack
 
-# Bytes written by @colyseus/sdk's Packr (PROTOCOL.md §3.1 and the captures).
+# Bytes written by @colyseus/sdk's Packr (docs/protocol.md, "Payloads", and the captures).
 SDK_VECTORS = [
     ("d4724092a178a1790acb4034800000000000", {"x": 10, "y": 20.5}),
     ("d4724090", {}),

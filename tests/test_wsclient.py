@@ -1,6 +1,6 @@
 """greenroom.wsclient against a real gevent-websocket server (pywsgi + WebSocketHandler).
 
-gevent-websocket 0.10.1 drops close codes when it closes (DESIGN.md D7), so the routes that test
+gevent-websocket 0.10.1 drops close codes when it closes (docs/architecture.md, "gevent-websocket"), so the routes that test
 close codes read and write close frames themselves instead of calling ``ws.close()``.
 """
 

@@ -1,4 +1,4 @@
-"""greenroom.web.wsfixes: gevent-websocket 0.10.1 fixed (DESIGN D7), over real sockets.
+"""greenroom.web.wsfixes: gevent-websocket 0.10.1 fixed (docs/architecture.md, "gevent-websocket"), over real sockets.
 
 Every test of a D7 defect also runs in a "stock" flavour -- gevent-websocket's own
 WebSocketHandler with the class patches reverted -- marked ``xfail(strict=True)``: if a test stops

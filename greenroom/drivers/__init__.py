@@ -1,7 +1,7 @@
-"""Drivers: the catalogue of room listings every matchmaker queries (DESIGN D3).
+"""Drivers: the catalogue of room listings every matchmaker queries (docs/architecture.md, "Processes and leases").
 
 Backends are imported on first use: redis-py and pymongo must only be imported after
-``monkey.patch_all()`` (DESIGN D6), and a single-process server needs neither.
+``monkey.patch_all()`` (docs/architecture.md, "Boot order"), and a single-process server needs neither.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The driver interface: the room listings every matchmaker queries (DESIGN D3).
+"""The driver interface: the room listings every matchmaker queries (docs/architecture.md, "Processes and leases").
 
 A driver is a catalogue, not an authority: the room's owner decides whether a seat is free.
 Listings are written by their owner only (register, update, remove) and read by everyone.

@@ -131,7 +131,7 @@ class MongoDriver(Driver):
     # -- connection ----------------------------------------------------------------------
     @property
     def collection(self) -> Any:
-        """The pymongo collection, connecting on first use (after fork, DESIGN D6)."""
+        """The pymongo collection, connecting on first use (after fork: docs/architecture.md, "Boot order")."""
         if _connected.get(ALIAS) != self.uri:
             self._connect()
         collection = RoomListingDocument._get_collection()

@@ -1,7 +1,9 @@
-"""Presence: what rooms and matchmakers share across processes (DESIGN D3).
+"""Presence: what rooms and matchmakers share across processes (docs/architecture.md,
+"Processes and leases").
 
 Backends are imported on first use, not here: a worker must be able to import greenroom before
-``monkey.patch_all()`` has run, and redis-py must only be imported after it (DESIGN D6).
+``monkey.patch_all()`` has run, and redis-py must only be imported after it (docs/architecture.md,
+"Boot order").
 """
 
 from __future__ import annotations
@@ -9,9 +11,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from .base import Listener, Presence
+from ..urls import redact_url
+from .base import Listener, Presence, PresenceUnavailable
 
 if TYPE_CHECKING:
     from .local import LocalPresence
@@ -44,20 +47,6 @@ __all__ = [
 ]
 
 REDIS_URL_VARIABLES = ("GREENROOM_REDIS_URL", "REDIS_URL")
-
-
-class PresenceUnavailable(RuntimeError):
-    """The shared store cannot be reached: the server answers 503 instead of guessing."""
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password masked, fit for a log line or an error message."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 def redis_url_from_env(environ: Mapping[str, str] | None = None) -> str | None:

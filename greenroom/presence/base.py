@@ -24,6 +24,10 @@ Listener = Callable[[Any], None]
 log = logging.getLogger("greenroom.presence")
 
 
+class PresenceUnavailable(RuntimeError):
+    """The shared store cannot be reached: the server answers 503 instead of guessing."""
+
+
 class Lease:
     """A lock held across processes (``Presence.lock``): true while it is held.
 

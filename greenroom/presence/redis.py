@@ -30,8 +30,8 @@ from redis.retry import Retry
 
 from .. import keepalive
 from ..redis_options import pool_options
-from . import PresenceUnavailable, redact_url
-from .base import Listener, Presence
+from ..urls import redact_url
+from .base import Listener, Presence, PresenceUnavailable
 from .local import pack, unpack
 
 _DELETE_IF = """

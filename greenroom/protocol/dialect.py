@@ -1,4 +1,4 @@
-"""The two wire dialects (PROTOCOL.md §0): v3 for colyseus.js 0.16 and @colyseus/sdk 0.17, v5 for sdk 0.18."""
+"""The two wire dialects (docs/protocol.md, "Dialects"): v3 for colyseus.js 0.16 and @colyseus/sdk 0.17, v5 for sdk 0.18."""
 
 from enum import Enum
 

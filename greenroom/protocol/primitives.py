@@ -1,4 +1,4 @@
-"""The two primitive encodings of @colyseus/schema used inside frames (PROTOCOL.md §5.1).
+"""The two primitive encodings of @colyseus/schema used inside frames (docs/protocol.md, "Frames").
 
 They look like MessagePack but are little-endian, and ``number`` follows JavaScript's
 int32/float32 rules, so neither the msgpack package nor struct defaults fit.

@@ -1,4 +1,4 @@
-"""State synchronisation compatible with @colyseus/schema 3, 4 and 5 (PROTOCOL.md §5).
+"""State synchronisation compatible with @colyseus/schema 3, 4 and 5 (docs/protocol.md, "State").
 
 Declare the state with ``Schema`` and ``field()``::
 

@@ -29,7 +29,7 @@ class GunicornHandler(Handler, PyWSGIHandler):
 
 class GeventWebSocketWorker(GeventPyWSGIWorker):
     """gunicorn's gevent worker with our Handler. gunicorn's ``patch()`` monkey-patches and wraps
-    the inherited sockets; the fixes are applied right after it (DESIGN D6), before the app is
+    the inherited sockets; the fixes are applied right after it (docs/architecture.md, "Boot order"), before the app is
     loaded, so that nothing built by the app sees unpatched classes."""
 
     wsgi_handler = GunicornHandler

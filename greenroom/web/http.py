@@ -1,4 +1,4 @@
-"""The matchmaking HTTP API (PROTOCOL.md §2): POST /matchmake/{method}/{name or roomId}.
+"""The matchmaking HTTP API (docs/protocol.md, "Matchmaking"): POST /matchmake/{method}/{name or roomId}.
 
 Errors are always non-2xx with ``{"code", "error"}`` (a 200 error body breaks the 0.17/0.18
 clients); the status is the error code itself, as the 0.18 reference does.
