@@ -21,7 +21,7 @@ from ..protocol.dialect import Dialect
 from ..protocol.msgpackr import PayloadError
 from ..session import Client
 from .request import RequestInfo
-from .websocket import MessageTooBig
+from .wsfixes import MessageTooBig
 
 log = logging.getLogger("greenroom.socket")
 
