@@ -107,6 +107,8 @@ class SeatReservation:
 
 
 class MatchMaker:
+    placement: Any = None  # greenroom.placement: where new rooms go (set by Server)
+
     def __init__(self, driver: Driver, *, process_id: str | None = None, presence: Any = None,
                  public_address: str | None = None, rpc: Any = None, registry: Any = None,
                  lease: float | None = None, rpc_timeout: float = 5.0) -> None:
@@ -338,7 +340,8 @@ class MatchMaker:
             return None
 
     def _create_and_reserve(self, definition: RoomDefinition, options: dict[str, Any]) -> SeatReservation:
-        target = self._least_loaded_process()
+        target = (self.placement.choose(definition.name, options) if self.placement is not None
+                  else self._least_loaded_process())
         if target != self.process_id:
             seat = self._create_remotely(target, definition, options)
             if seat is not None:

@@ -81,6 +81,10 @@ class Handler(WebSocketHandler):
     websocket_class: type[WebSocket] = WebSocket
     #: If set, copied onto each connection's ``max_message_size``.
     max_message_size: int | None = None
+    #: This connection was sent to a sibling worker (see greenroom.web.handoff): it is not ours.
+    handed_off = False
+    #: This connection was received from a sibling worker: it is never handed on again.
+    handed_in = False
 
     def handle(self) -> None:
         """Serve the connection with Nagle's algorithm off (TCP_NODELAY), as Node does.
@@ -103,7 +107,7 @@ class Handler(WebSocketHandler):
         The base class wrote every request at INFO to its own logger whatever the server was
         given: at ``greenroom serve``'s default level that was 10% of a join's CPU. Upgrades
         (101) are left out, as the base class did."""
-        if "101" not in str(self.status):
+        if "101" not in str(self.status) and not self.handed_off:
             WSGIHandler.log_request(self)
 
     @property
@@ -114,7 +118,13 @@ class Handler(WebSocketHandler):
 
     def run_application(self) -> Any:
         """As the base class, but decides on ``self.websocket`` of *this* request (the base class
-        used ``hasattr``, which a previous request on the connection could satisfy)."""
+        used ``hasattr``, which a previous request on the connection could satisfy).
+
+        In a cluster, ``server.handoff`` first gets the chance to send a room socket of a
+        sibling worker to it, before anything is answered."""
+        handoff = getattr(self.server, "handoff", None)
+        if handoff is not None and handoff.take(self):
+            return None
         hook = getattr(self.server, "pre_start_hook", None)
         if hook and hook(self):
             return super(WebSocketHandler, self).run_application()
