@@ -135,6 +135,10 @@ class ClusterWorker:
         server.health_sections["cluster"] = self.cluster_health
         first, *others = listeners
         self.wsgi_servers = [server.listen(listener=first, log_requests=self.spec.access_log)]
+        if not self.spec.public_address:
+            # listen() advertises the bound address for processes on separate ports; the workers
+            # of a cluster share the address the client already used (path prefix included).
+            server.set_public_address(None)
         for listener in others:
             self.wsgi_servers.append(self._extra_server(server, listener))
         for wsgi_server in self.wsgi_servers:
