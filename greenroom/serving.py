@@ -199,7 +199,8 @@ class ClusterWorker:
         totals = {key: sum(w["handoffs"].get(key, 0) for w in workers)
                   for key in ("sent", "received", "failed")}
         return {"id": self.spec.cluster, "generation": self.spec.generation,
-                "handoffs": dict(self.handoff.counts), "workersAlive": len(workers),
+                "handoffs": dict(self.handoff.counts),
+                "handoffLatencyMs": self.handoff.latency(), "workersAlive": len(workers),
                 "workers": workers, "handoffsTotal": totals}
 
     # -- stopping ------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ Message layout (all integers big-endian)::
                                 b"X": a process of this cluster exited (no fd)
     offset 1  version  1 byte   1
     offset 2  n        2 bytes  length of the peer address that follows
-    offset 4  address  n bytes  JSON: ["host", port] for TCP, "" for a Unix socket peer
-    4 + n     body              C: the bytes already read from the connection (the request
+    offset 4  sent_at  8 bytes  the sender's time.monotonic() (a double; one clock per host)
+    offset 12 address  n bytes  JSON: ["host", port] for TCP, "" for a Unix socket peer
+    12 + n    body              C: the bytes already read from the connection (the request
                                    head, and anything the client sent after it), to be replayed
                                 X: the processId that exited, ASCII
 
@@ -27,6 +28,7 @@ import json
 import os
 import socket
 import struct
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +47,7 @@ __all__ = [
 CONNECTION = b"C"
 EXITED = b"X"
 VERSION = 1
-_HEAD = struct.Struct("!ccH")
+_HEAD = struct.Struct("!ccHd")
 #: Largest message: a request head past this is not handed off (the client gets 524 instead).
 MAX_MESSAGE = 128 * 1024
 
@@ -60,23 +62,24 @@ class Message:
     address: Any
     body: bytes
     fd: int | None = None
+    sent_at: float = 0.0
 
 
 def encode(kind: bytes, body: bytes, address: Any = "") -> bytes:
     addr = json.dumps(list(address) if isinstance(address, tuple) else address).encode()
-    return _HEAD.pack(kind, bytes((VERSION,)), len(addr)) + addr + body
+    return _HEAD.pack(kind, bytes((VERSION,)), len(addr), time.monotonic()) + addr + body
 
 
 def decode(data: bytes, fds: list[int]) -> Message:
     if len(data) < _HEAD.size:
         raise ValueError(f"hand-off message of {len(data)} bytes is truncated")
-    kind, version, n = _HEAD.unpack_from(data)
+    kind, version, n, sent_at = _HEAD.unpack_from(data)
     if version[0] != VERSION or kind not in (CONNECTION, EXITED):
         raise ValueError(f"unknown hand-off message kind {kind!r} version {version[0]}")
     raw_address = json.loads(data[_HEAD.size : _HEAD.size + n] or b'""')
     address = tuple(raw_address) if isinstance(raw_address, list) else raw_address
     body = data[_HEAD.size + n :]
-    return Message(kind, address, body, fds[0] if fds else None)
+    return Message(kind, address, body, fds[0] if fds else None, sent_at)
 
 
 class Endpoint:

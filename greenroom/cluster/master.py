@@ -245,8 +245,8 @@ class Master:
 
     def restart_redis(self, status: int) -> None:
         assert self.redis is not None
-        log.warning("embedded redis-server (pid %s) died (%s); restarting it",
-                    self.redis.pid, describe_status(status))
+        log.warning("embedded redis-server (pid %s) died (%s); restarting it (its last log line: %s)",
+                    self.redis.pid, describe_status(status), self.redis.last_words() or "none")
         self.redis.pid = None
         self.redis.start()
 

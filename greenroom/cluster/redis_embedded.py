@@ -55,6 +55,8 @@ class EmbeddedRedis:
         self.run_dir = run_dir
         self.binary = binary or find_redis_server()
         self.path = redis_socket_path(run_dir)
+        #: Its own log (its start-up banner is noise in ours); last_words() reads it.
+        self.log_path = os.path.join(run_dir, "redis.log")
         self.start_timeout = start_timeout
         self.pid: int | None = None
 
@@ -65,7 +67,7 @@ class EmbeddedRedis:
     def command(self) -> list[str]:
         return [self.binary, "--port", "0", "--unixsocket", self.path, "--unixsocketperm", "700",
                 "--save", "", "--appendonly", "no", "--dir", self.run_dir, "--daemonize", "no",
-                "--loglevel", "warning", "--logfile", ""]
+                "--loglevel", "warning", "--logfile", self.log_path]
 
     def start(self) -> None:
         """Start it and wait until it answers PING (RuntimeError if it does not in time)."""
@@ -75,7 +77,8 @@ class EmbeddedRedis:
             finished, status = os.waitpid(self.pid, os.WNOHANG)
             if finished:
                 self.pid = None
-                raise RuntimeError(f"embedded redis-server exited at start (status {status})")
+                raise RuntimeError(f"embedded redis-server exited at start (status {status}): "
+                                   f"{self.last_words()}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"embedded redis-server not answering on {self.path} "
@@ -92,6 +95,15 @@ class EmbeddedRedis:
                 return sock.recv(16).startswith(b"+PONG")
         except OSError:
             return False
+
+    def last_words(self) -> str:
+        """The last line redis-server logged, for the line that says it died."""
+        try:
+            with open(self.log_path, errors="replace") as f:
+                lines = [line.strip() for line in f if line.strip()]
+        except OSError:
+            return ""
+        return lines[-1] if lines else ""
 
     def owns(self, pid: int) -> bool:
         return self.pid is not None and pid == self.pid

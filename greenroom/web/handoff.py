@@ -17,9 +17,11 @@ cluster) is never handed off: it is answered as by a single process.
 
 from __future__ import annotations
 
+import collections
 import io
 import logging
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -79,6 +81,9 @@ class HandOff:
         #: Shown in /health and the registry: sockets sent to siblings, received from them, and
         #: sockets for a sibling that could not be delivered (answered 524 here).
         self.counts = {"sent": 0, "received": 0, "failed": 0}
+        #: Seconds from a sibling's decision to hand a socket over to its handler starting here,
+        #: for the last few hundred received (see latency()).
+        self.delays: collections.deque[float] = collections.deque(maxlen=500)
         self.server: Any = None
         self._sender = channel.Sender()
         self._endpoint: channel.Endpoint | None = None
@@ -192,16 +197,26 @@ class HandOff:
             return
         sock = socket.socket(fileno=message.fd)
         self.counts["received"] += 1
-        gevent.spawn(self._serve_adopted, sock, message.address, message.body)
+        gevent.spawn(self._serve_adopted, sock, message.address, message.body, message.sent_at)
 
-    def _serve_adopted(self, sock: socket.socket, address: Any, replay: bytes) -> None:
+    def _serve_adopted(self, sock: socket.socket, address: Any, replay: bytes, sent_at: float) -> None:
         rfile = io.BufferedReader(_Replay(replay, sock))
         handler = self.server.handler_class(sock, address, self.server, rfile=rfile)
+        self.delays.append(time.monotonic() - sent_at)
         handler.handed_in = True  # never handed on again, whatever its URL says
         try:
             handler.handle()
         finally:
             sock.close()
+
+    def latency(self) -> dict[str, float | int]:
+        """p50/p99 in ms of the recent hand-offs received (what a hand-off adds to a join,
+        the owner's parsing of the replayed request head aside)."""
+        delays = sorted(self.delays)
+        if not delays:
+            return {"n": 0}
+        pick = lambda q: round(delays[min(len(delays) - 1, int(q * len(delays)))] * 1000, 3)  # noqa: E731
+        return {"n": len(delays), "p50": pick(0.5), "p99": pick(0.99)}
 
     def close(self) -> None:
         if self._endpoint is not None:
