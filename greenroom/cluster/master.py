@@ -343,7 +343,10 @@ class Master:
             process_id, _ = self.exits.popleft()
             log.warning("could not report the exit of %s to any worker; its listings go when "
                         "their lease runs out", process_id)
-        serving = [w for w in self.workers.values() if w.state is WorkerState.SERVING]
+        # the freshest heartbeat last: a stalled worker would take the report and never act on it
+        serving = sorted((w for w in self.workers.values()
+                          if w.state is WorkerState.SERVING and w.aborted_at is None),
+                         key=lambda w: w.heartbeat.last_update())
         while self.exits and serving:
             process_id = self.exits[0][0]
             message = handoff.encode(handoff.EXITED, process_id.encode())
