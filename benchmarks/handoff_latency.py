@@ -9,7 +9,8 @@ to either worker, so about half are handed to the owner. Reported, per round:
 - the owner's own measure of each hand-off it received (``/health`` ``cluster.handoffLatencyMs``:
   from the accepting worker's send to the owner's handler starting on the connection), p50/p99;
 - the joins' end-to-end latency seen by the client (matchmake, connect, JOIN_ROOM, ack), p50/p99,
-  beside the same with ``--workers 1`` (no hand-off), rounds alternating between the two.
+  beside the same with ``--workers 1`` (no hand-off, in-memory backends) and ``--workers 1`` with
+  a Redis (no hand-off, the backends of a cluster), rounds alternating between the three.
 
 Bounded: every join has a 10 s timeout; each server is stopped at the end of its round.
 """
@@ -44,9 +45,10 @@ def _health(port: int) -> dict[str, Any]:
         return json.load(response)
 
 
-def _start(workers: int, port: int) -> subprocess.Popen[bytes]:
+def _start(workers: int, port: int, redis_url: str | None) -> subprocess.Popen[bytes]:
+    extra = ["--redis-url", redis_url] if redis_url else []
     proc = subprocess.Popen(["greenroom", "serve", APP, "--workers", str(workers), "--bind",
-                             f"127.0.0.1:{port}", "--log-level", "warning"], cwd=ROOT,
+                             f"127.0.0.1:{port}", "--log-level", "warning", *extra], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while True:
@@ -67,11 +69,13 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run_round(workers: int, joins: int) -> dict[str, Any]:
+def run_round(mode: str, joins: int) -> dict[str, Any]:
     from greenroom.client import Client
 
+    workers = int(mode[0])
     port = _free_port()
-    proc = _start(workers, port)
+    redis = _Redis() if mode == "1+redis" else None
+    proc = _start(workers, port, redis.url if redis else None)
     try:
         client = Client(f"ws://127.0.0.1:{port}")
         anchor = client.join_or_create("echo")
@@ -81,7 +85,7 @@ def run_round(workers: int, joins: int) -> dict[str, Any]:
             room = client.join_by_id(anchor.room_id, timeout=10)
             latencies.append((time.perf_counter() - started) * 1000)
             room.leave()
-        result: dict[str, Any] = {"workers": workers, "joins": joins,
+        result: dict[str, Any] = {"mode": mode, "joins": joins,
                                   "join_p50_ms": round(_percentile(latencies, 0.5), 3),
                                   "join_p99_ms": round(_percentile(latencies, 0.99), 3)}
         if workers > 1:
@@ -94,6 +98,33 @@ def run_round(workers: int, joins: int) -> dict[str, Any]:
             proc.wait(40)
         except subprocess.TimeoutExpired:
             proc.kill()
+        if redis is not None:
+            redis.stop()
+
+
+class _Redis:
+    """A private redis-server on a Unix socket, as the cluster's master starts one."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        from greenroom.cluster.redis_embedded import find_redis_server
+
+        self.dir = tempfile.mkdtemp(prefix="greenroom-bench-")
+        self.path = os.path.join(self.dir, "redis.sock")
+        self.url = f"unix://{self.path}?db=0"
+        self.proc = subprocess.Popen([find_redis_server(), "--port", "0", "--unixsocket", self.path,
+                                      "--save", "", "--appendonly", "no", "--dir", self.dir],
+                                     stdout=subprocess.DEVNULL)
+        while not os.path.exists(self.path):
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        import shutil
+
+        self.proc.terminate()
+        self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _owner_handoffs(port: int, owner: str) -> dict[str, Any]:
@@ -117,16 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rounds = []
     for _ in range(args.rounds):
-        for workers in (2, 1):
-            result = run_round(workers, args.joins)
+        for mode in ("2", "1+redis", "1"):
+            result = run_round(mode, args.joins)
             rounds.append(result)
             print(json.dumps(result), flush=True)
     summary: dict[str, Any] = {}
-    for workers in (1, 2):
-        mine = [r for r in rounds if r["workers"] == workers]
-        summary[f"workers_{workers}"] = {
+    for mode in ("1", "1+redis", "2"):
+        mine = [r for r in rounds if r["mode"] == mode]
+        summary[f"workers {mode}"] = {
             key: statistics.median(r[key] for r in mine) for key in ("join_p50_ms", "join_p99_ms")}
-    cluster = [r["handoff"] for r in rounds if r["workers"] == 2]
+    cluster = [r["handoff"] for r in rounds if r["mode"] == "2"]
     summary["handoff_p50_ms"] = statistics.median(h["p50"] for h in cluster)
     summary["handoff_p99_ms"] = statistics.median(h["p99"] for h in cluster)
     summary["handed_off_share"] = statistics.median(h["received"] / args.joins for h in cluster)
