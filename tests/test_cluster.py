@@ -225,12 +225,14 @@ def test_kill_9_of_the_embedded_redis(start_cluster):
     os.kill(redis_pid, signal.SIGKILL)
     cluster.wait_for_log(r"embedded redis-server .* died .*restarting")
     statuses = []
-    while len(statuses) < 500:  # matchmaking answers 503 until the store is back, then recovers by itself
+    for _ in range(500):  # matchmaking answers 503 until the store is back, then recovers by itself
         try:
             joined = client.join_by_id(half_full.room_id, timeout=10)
             break
         except MatchMakeError as exc:
             statuses.append(exc.code)
+    else:
+        raise AssertionError(f"matchmaking did not recover: {collections.Counter(statuses)}")
     # 503 while the store is down, 522 (room not found) until the heartbeat lists the room again
     assert set(statuses) <= {503, 522}, statuses
     assert all(echo_ok(room, "still here") for room in rooms)  # no room was lost
