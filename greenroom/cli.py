@@ -25,16 +25,34 @@ class TargetError(Exception):
 
 def parse_bind(value: str) -> tuple[str, int] | str:
     """``HOST:PORT``, ``:PORT``, ``PORT`` or ``unix:/path``."""
-    if value.startswith("unix:"):
-        return value[5:]
-    host, _, port = value.rpartition(":")
+    from .cluster.listeners import parse_address
+
     try:
-        port_number = int(port)
+        return parse_address(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--bind {exc}") from None
+
+
+def parse_workers(value: str) -> int:
+    """A positive number, or ``auto``: the CPUs this process may use (affinity, cgroup quota)."""
+    if value.strip().lower() == "auto":
+        from .cluster.cpu import usable_cpus
+
+        return usable_cpus()
+    try:
+        number = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--bind {value!r}: expected HOST:PORT or unix:PATH") from None
-    if not 0 <= port_number <= 65535:
-        raise argparse.ArgumentTypeError(f"--bind {value!r}: port out of range")
-    return (host.strip("[]") or "0.0.0.0"), port_number
+        raise argparse.ArgumentTypeError(f"--workers {value!r}: expected a number or auto") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"--workers {value!r}: at least 1")
+    return number
+
+
+def _env(*names: str, default: str | None = None) -> str | None:
+    for name in names:
+        if os.environ.get(name):
+            return os.environ[name]
+    return default
 
 
 def load_target(target: str) -> Any:
@@ -74,34 +92,104 @@ def load_target(target: str) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="greenroom", description="greenroom multiplayer room server")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve an application's rooms")
-    serve.add_argument("target", help="path/to/app.py:server or package.module:server")
-    serve.add_argument("--bind", "-b", type=parse_bind, default=("127.0.0.1", 2567),
-                       help="HOST:PORT or unix:PATH (default 127.0.0.1:2567)")
-    serve.add_argument("--log-level", default=os.environ.get("GREENROOM_LOG_LEVEL", "info"),
-                       choices=["debug", "info", "warning", "error"])
-    serve.add_argument("--shutdown-timeout", type=float, default=10.0,
-                       help="seconds rooms get to close on SIGTERM (default 10)")
-    serve.add_argument("--access-log", action="store_true",
-                       help="log one line per HTTP request (logger greenroom.access)")
-    serve.add_argument("--redis-url", help="presence shared by several processes "
-                       "(sets GREENROOM_REDIS_URL; default: one process, in memory)")
-    serve.add_argument("--mongo-uri", help="room listings in MongoDB (sets GREENROOM_MONGO_URI)")
-    serve.add_argument("--public-address", help="host:port clients use to reach this process's "
-                       "room sockets (sets GREENROOM_PUBLIC_ADDRESS)")
+    add_serve_parser(sub)
     loadtest.add_parser(sub)
     return parser
+
+
+def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
+    serve = sub.add_parser(
+        "serve", help="serve an application's rooms",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Serve the rooms of TARGET. Every option can also be set by the environment "
+                    "variable named after it; the command line wins.")
+    serve.add_argument("target", help="path/to/app.py:server or package.module:server")
+    serve.add_argument("--bind", "-b", type=parse_bind, action="append", default=None,
+                       help="HOST:PORT or unix:PATH to listen on; repeat it to listen on several "
+                            "(env GREENROOM_BIND, comma-separated) [default: 127.0.0.1:2567]")
+    serve.add_argument("--workers", "-w", type=parse_workers,
+                       default=_env("GREENROOM_WORKERS", "WEB_CONCURRENCY", default="1"),
+                       help="worker processes, or auto for one per usable CPU; more than 1 runs a "
+                            "master that forks them (env GREENROOM_WORKERS, WEB_CONCURRENCY)")
+    serve.add_argument("--timeout", "-t", type=float, default=float(_env("GREENROOM_TIMEOUT", default="30")),
+                       help="seconds a worker's hub may stay blocked before the master kills and "
+                            "replaces it (env GREENROOM_TIMEOUT)")
+    serve.add_argument("--graceful-timeout", "--shutdown-timeout", dest="graceful_timeout", type=float,
+                       default=float(_env("GREENROOM_GRACEFUL_TIMEOUT", default="30")),
+                       help="seconds rooms get to finish on SIGTERM, and a reloaded generation's "
+                            "rooms to dispose on SIGHUP (env GREENROOM_GRACEFUL_TIMEOUT)")
+    serve.add_argument("--log-level", default=_env("GREENROOM_LOG_LEVEL", default="info"),
+                       choices=["debug", "info", "warning", "error"], help="env GREENROOM_LOG_LEVEL")
+    serve.add_argument("--access-log", action="store_true",
+                       default=_env("GREENROOM_ACCESS_LOG", default="") not in ("", "0", "false"),
+                       help="log one line per HTTP request, logger greenroom.access "
+                            "(env GREENROOM_ACCESS_LOG=1)")
+    serve.add_argument("--redis-url", default=_env("GREENROOM_REDIS_URL", "REDIS_URL"),
+                       help="Redis shared by several processes or machines; with --workers > 1 and "
+                            "none, the master runs a private one (env GREENROOM_REDIS_URL)")
+    serve.add_argument("--mongo-uri", default=_env("GREENROOM_MONGO_URI", "MONGO_URI"),
+                       help="room listings in MongoDB (env GREENROOM_MONGO_URI)")
+    serve.add_argument("--public-address", default=_env("GREENROOM_PUBLIC_ADDRESS"),
+                       help="host:port[/path] clients use to reach these room sockets "
+                            "(env GREENROOM_PUBLIC_ADDRESS)")
+    serve.add_argument("--pid-file", default=_env("GREENROOM_PID_FILE"),
+                       help="write the server's (the master's) pid there (env GREENROOM_PID_FILE)")
+    return serve
+
+
+def _binds(args: argparse.Namespace) -> list[Any]:
+    if args.bind:
+        return args.bind
+    raw = _env("GREENROOM_BIND", default="127.0.0.1:2567") or ""
+    return [parse_bind(part.strip()) for part in raw.split(",") if part.strip()]
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(),
+                        format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "loadtest":
         return loadtest.main(args)
+    try:
+        binds = _binds(args)
+    except argparse.ArgumentTypeError as exc:
+        print(f"greenroom: {exc}", file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        return serve_cluster(args, binds)
+    return serve_single(args, binds)
+
+
+def serve_cluster(args: argparse.Namespace, binds: list[Any]) -> int:
+    """A master (no gevent here, ever) that forks ``args.workers`` workers."""
+    from .cluster.config import ClusterConfig
+    from .cluster.master import Master
+    from .cluster.redis_embedded import RedisNotFound, find_redis_server
+
+    _configure_logging(args.log_level)
+    if not args.redis_url:
+        try:
+            find_redis_server()
+        except RedisNotFound as exc:
+            print(f"greenroom: --workers {args.workers}: {exc}", file=sys.stderr)
+            return 2
+    config = ClusterConfig(target=args.target, binds=binds, workers=args.workers,
+                           timeout=args.timeout, graceful_timeout=args.graceful_timeout,
+                           log_level=args.log_level, access_log=args.access_log,
+                           redis_url=args.redis_url, mongo_uri=args.mongo_uri,
+                           public_address=args.public_address, pid_file=args.pid_file)
+    return Master(config).run()
+
+
+def serve_single(args: argparse.Namespace, binds: list[Any]) -> int:
+    """One process, as before the cluster existed: monkey-patch, load, serve."""
     from gevent import monkey
 
     monkey.patch_all()
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
+    _configure_logging(args.log_level)
     # The application builds its Server at import: hand it the options through the environment.
     for value, variable in ((args.redis_url, "GREENROOM_REDIS_URL"),
                             (args.mongo_uri, "GREENROOM_MONGO_URI"),
@@ -119,20 +207,25 @@ def main(argv: list[str] | None = None) -> int:
     except (PresenceUnavailable, DriverUnavailable) as exc:
         print(f"greenroom: cannot start: {exc}", file=sys.stderr)
         return 1
-    if isinstance(args.bind, str):
-        from gevent import socket as gsocket
+    from .cluster.listeners import Listener  # imported after patching: gevent sockets
+    from .serving import ClusterWorker
 
-        if os.path.exists(args.bind):
-            os.unlink(args.bind)
-        listener = gsocket.socket(gsocket.AF_UNIX, gsocket.SOCK_STREAM)
-        listener.bind(args.bind)
-        listener.listen(1024)
-        server.serve_forever(listener=listener, shutdown_timeout=args.shutdown_timeout,
+    sockets = [Listener.bind(address).sock for address in binds]
+    extra = [ClusterWorker._extra_server(server, sock) for sock in sockets[1:]]
+    if args.pid_file:
+        with open(args.pid_file, "w") as f:
+            f.write(f"{os.getpid()}\n")
+    try:
+        server.serve_forever(listener=sockets[0], shutdown_timeout=args.graceful_timeout,
                              log_requests=args.access_log)
-    else:
-        host, port = args.bind
-        server.serve_forever(host, port, shutdown_timeout=args.shutdown_timeout,
-                             log_requests=args.access_log)
+    finally:
+        for wsgi_server in extra:
+            wsgi_server.stop(timeout=1)
+        for address in binds:
+            if isinstance(address, str) and os.path.exists(address):
+                os.unlink(address)
+        if args.pid_file and os.path.exists(args.pid_file):
+            os.unlink(args.pid_file)
     return 0
 
 

@@ -118,6 +118,7 @@ class MatchMaker:
     creation_lock_wait: float = 15.0
     #: After the shutdown deadline, seconds rooms get to run their last on_leave/on_dispose.
     shutdown_grace: float = 2.0
+    placement: Any = None  # greenroom.placement: where new rooms go (set by Server)
 
     def __init__(self, driver: Driver, *, process_id: str | None = None, presence: Any = None,
                  public_address: str | None = None, rpc: Any = None, registry: Any = None,
@@ -388,7 +389,8 @@ class MatchMaker:
             return None
 
     def _create_and_reserve(self, definition: RoomDefinition, options: dict[str, Any]) -> SeatReservation:
-        target = self._least_loaded_process()
+        target = (self.placement.choose(definition.name, options) if self.placement is not None
+                  else self._least_loaded_process())
         if target != self.process_id:
             seat = self._create_remotely(target, definition, options)
             if seat is not None:

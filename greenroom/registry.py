@@ -44,6 +44,13 @@ class ProcessInfo:
     public_address: str | None = None
     rooms: int = 0
     ccu: int = 0
+    #: "serving", or "draining" for a worker retired by a reload: it takes no new rooms.
+    state: str = "serving"
+    #: The pre-fork cluster (master) and generation of a cluster worker; None otherwise.
+    cluster: str | None = None
+    generation: int | None = None
+    #: A cluster worker's hand-off counters (sent, received, failed).
+    handoffs: dict[str, int] | None = None
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     started_at: float = field(default_factory=time.time)
@@ -201,6 +208,15 @@ class ProcessRegistry:
             if _as_float(seen) <= cutoff and not self.is_alive(pid):
                 dead.append(pid)
         return dead
+
+    def forget(self, process_id: str) -> int:
+        """Remove a process known to have exited (its master saw it die): its entry and its
+        listings go now instead of when the lease runs out. Returns the listings removed."""
+        removed = self.driver.cleanup(process_id) if self.driver is not None else 0
+        self.presence.delete(self._info_key(process_id))
+        self.presence.hdel(self._seen_key, process_id)
+        log.info("registry: process %s exited; removed its entry and %d listing(s)", process_id, removed)
+        return removed
 
     def reap(self, after: float | None = None) -> list[str]:
         """Forget long-dead processes and remove their listings; safe to run from any process."""

@@ -106,6 +106,9 @@ class Server:
     ``monitor`` (a ``greenroom.monitor.Monitor``) serves the monitor page and ``metrics`` (a
     ``greenroom.metrics.Metrics``) serves ``/metrics``; both are off unless given or set in the
     environment (``GREENROOM_MONITOR_TOKEN``, ``GREENROOM_METRICS_PATH``); False keeps them off.
+
+    New rooms go where ``placement`` says (default: greenroom.placement.LeastLoaded). A cluster
+    master names its workers' processes through ``GREENROOM_PROCESS_ID``.
     """
 
     def __init__(self, *, presence: Any = None, driver: Driver | None = None,
@@ -114,7 +117,8 @@ class Server:
                  dialect: str | Dialect = Dialect.V3,
                  dialects: Mapping[str, str | Dialect] | None = None,
                  heartbeat: float | None = None, lease: float | None = None,
-                 rpc_timeout: float = 5.0, monitor: Any = None, metrics: Any = None) -> None:
+                 rpc_timeout: float = 5.0, monitor: Any = None, metrics: Any = None,
+                 placement: Any = None) -> None:
         from .presence.local import LocalPresence
 
         self.presence, self.driver = _backends(presence, driver, redis_url, mongo_uri)
@@ -122,7 +126,7 @@ class Server:
         self.distributed = not isinstance(self.presence, LocalPresence)
         self.heartbeat = heartbeat or _env_float("GREENROOM_HEARTBEAT", 2.0)
         self.lease = lease or _env_float("GREENROOM_LEASE", 10.0)
-        process_id = process_id or generate_id()
+        process_id = process_id or os.environ.get("GREENROOM_PROCESS_ID") or generate_id()
         rpc = registry = None
         if self.distributed:
             from .presence.rpc import RPC
@@ -146,6 +150,12 @@ class Server:
         from .metrics import attach as attach_metrics
 
         self.metrics = attach_metrics(self, metrics)  # /metrics, when enabled
+        if self.distributed:
+            from .placement import LeastLoaded
+
+            self.matchmaker.placement = placement or LeastLoaded(registry, self.presence, process_id)
+        #: Extra /health sections, by key (a cluster worker adds "cluster").
+        self.health_sections: dict[str, Any] = {}
         self.dialect = Dialect.parse(dialect)
         self.wsgi_app = GreenroomApp(
             self.matchmaker, dialect=self.dialect,
@@ -199,6 +209,9 @@ class Server:
                  self.process_id, type(self.presence).__name__, type(self.driver).__name__, self.lease)
 
     def _load(self) -> tuple[int, int]:
+        settle = getattr(self.matchmaker.placement, "settle", None)
+        if settle is not None:
+            settle()  # the rooms placed here since the last beat are in the load reported now
         rooms = self.matchmaker.rooms.values()
         return len(rooms), sum(len(room.clients) for room in rooms)
 
@@ -212,7 +225,7 @@ class Server:
 
     def health(self) -> dict[str, Any]:
         rooms = list(self.matchmaker.rooms.values())
-        return {
+        info = {
             "status": "ok" if self.matchmaker.accepting else "shutting down",
             "processId": self.process_id,
             "rooms": len(rooms),
@@ -222,6 +235,9 @@ class Server:
             "encoder": speedups.implementation(),
             "backends": self.readiness.backends(),  # last known; /ready checks afresh
         }
+        for key, section in self.health_sections.items():
+            info[key] = section()
+        return info
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
         """Can this process seat players now? (see greenroom.health)"""
@@ -250,7 +266,7 @@ class Server:
                                        else None, error_log=log)
         self._wsgi_server.start()
         bound_host = self._wsgi_server.server_host
-        if self.distributed and not self.public_address and bound_host not in ("0.0.0.0", "::", ""):
+        if self.distributed and not self.public_address and bound_host not in (None, "0.0.0.0", "::", ""):
             # Clients matched by another process must reach this one directly.
             self.set_public_address(f"{bound_host}:{self._wsgi_server.server_port}")
         self.start()

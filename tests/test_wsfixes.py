@@ -34,7 +34,7 @@ from geventwebsocket.websocket import Header  # noqa: E402
 from websockets.exceptions import ConnectionClosed as ClientConnectionClosed  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
-from greenroom.web import wsfixes  # noqa: E402
+from greenroom.web import unmask, wsfixes  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 1.3 sample
@@ -411,7 +411,7 @@ def test_server_unmasks_with_apply_mask(any_server, monkeypatch):
         calls.append(len(data))
         return real(data, key)
 
-    monkeypatch.setattr(wsfixes, "apply_mask", spy)
+    monkeypatch.setattr(unmask, "apply_mask", spy)
     client = any_server.client()
     payload = os.urandom(4000)
     client.send_frame(OP_BINARY, payload)

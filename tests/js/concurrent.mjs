@@ -4,9 +4,11 @@
 //   node concurrent.mjs --client colyseusjs|sdk17|sdk18 --endpoint ws://127.0.0.1:PORT
 //                       [--n 100] [--room echo] [--method joinOrCreate|create|join|joinById]
 //                       [--options '{"name":"c"}'] [--timeout 15000] [--deadline 50000] [--pretty]
+//                       [--hold]
 //
 // --room is the room name (or the roomId for --method joinById). Each client gets the options plus
 // {name: "c<index>"} unless --options sets a name. Exit 0 = ran to the end; exit 1 = {"error": ...}.
+// --hold: once joined, print the line "held" and keep the seats until a line arrives on stdin.
 import {
   loadClient, parseArgs, withTimeout, describeError, captureConsole, emitAndExit, sleep,
 } from "./lib_common.mjs";
@@ -16,7 +18,7 @@ const METHODS = ["joinOrCreate", "create", "join", "joinById"];
 let args;
 let baseOptions = {};
 try {
-  args = parseArgs(process.argv.slice(2), ["pretty"]);
+  args = parseArgs(process.argv.slice(2), ["pretty", "hold"]);
   if (!args.client) throw new Error("--client is required (colyseusjs|sdk17|sdk18)");
   if (!args.endpoint) throw new Error("--endpoint is required (e.g. ws://127.0.0.1:2567)");
   if (args.method && !METHODS.includes(args.method)) throw new Error(`--method must be one of ${METHODS.join(", ")}`);
@@ -96,6 +98,12 @@ phase = "welcome";
 const waitUntil = Date.now() + 3000;
 while (new Set(welcomes).size < joined.length && Date.now() < waitUntil) await sleep(20);
 out.welcomes = new Set(welcomes).size;
+
+if (args.hold) {
+  phase = "hold";
+  process.stdout.write("held\n");
+  await new Promise((resolve) => process.stdin.once("data", resolve));
+}
 
 phase = "leave";
 const codes = await Promise.all(joined.map(async (r) => {
