@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gevent
@@ -252,9 +252,12 @@ class Server:
 
     # -- serving in this process ------------------------------------------------------------------
     def listen(self, host: str = "127.0.0.1", port: int = 2567, *, listener: Any = None,
-               log_requests: bool = False) -> Any:
+               log_requests: bool = False, prepare: Callable[[Any], None] | None = None) -> Any:
         """Start serving in the background (gevent must already be monkey-patched); returns the
-        WSGIServer, whose ``server_port`` tells the port when ``port`` is 0."""
+        WSGIServer, whose ``server_port`` tells the port when ``port`` is 0.
+
+        ``prepare(wsgi_server)`` runs before the first connection can be accepted: a cluster
+        worker attaches its hand-off there, so that no room socket is ever served without it."""
         from gevent.pywsgi import WSGIServer
 
         from .web.wsfixes import Handler, apply
@@ -264,6 +267,8 @@ class Server:
                                        self.wsgi_app, handler_class=Handler,
                                        log=logging.getLogger("greenroom.access") if log_requests
                                        else None, error_log=log)
+        if prepare is not None:
+            prepare(self._wsgi_server)
         self._wsgi_server.start()
         bound_host = self._wsgi_server.server_host
         if self.distributed and not self.public_address and bound_host not in (None, "0.0.0.0", "::", ""):

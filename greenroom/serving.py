@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .cluster.config import WORKER_BOOT_ERROR, WorkerSpec
@@ -134,16 +135,16 @@ class ClusterWorker:
         server.registry.info.handoffs = self.handoff.counts
         server.health_sections["cluster"] = self.cluster_health
         first, *others = listeners
-        self.wsgi_servers = [server.listen(listener=first, log_requests=self.spec.access_log)]
+        # The hand-off is attached before a listener accepts: a room socket taken in between
+        # would be served here although its room lives in a sibling (seen on HUP: 524).
+        self.wsgi_servers = [server.listen(listener=first, log_requests=self.spec.access_log,
+                                           prepare=self._prepare)]
         if not self.spec.public_address:
             # listen() advertises the bound address for processes on separate ports; the workers
             # of a cluster share the address the client already used (path prefix included).
             server.set_public_address(None)
         for listener in others:
-            self.wsgi_servers.append(self._extra_server(server, listener))
-        for wsgi_server in self.wsgi_servers:
-            wsgi_server.max_accept = _accept_per_wakeup()
-            wsgi_server.handoff = self.handoff
+            self.wsgi_servers.append(self._extra_server(server, listener, self._prepare))
         self._install_signals()
         self.handoff.serve(self.wsgi_servers[0])  # last: the endpoint tells the master we serve
         os.write(self.spec.wake_fd, b"B")
@@ -156,14 +157,19 @@ class ClusterWorker:
         info = server.registry.info
         info.cluster, info.generation = self.spec.cluster, self.spec.generation
 
+    def _prepare(self, wsgi_server: Any) -> None:
+        wsgi_server.max_accept = _accept_per_wakeup()
+        wsgi_server.handoff = self.handoff
+
     @staticmethod
-    def _extra_server(server: Any, listener: Any) -> Any:
+    def _extra_server(server: Any, listener: Any, prepare: Callable[[Any], None]) -> Any:
         from gevent.pywsgi import WSGIServer
 
         from .web.handler import Handler
 
         wsgi_server = WSGIServer(listener, server.wsgi_app, handler_class=Handler, log=None,
                                  error_log=logging.getLogger("greenroom.server"))
+        prepare(wsgi_server)
         wsgi_server.start()
         return wsgi_server
 
@@ -236,7 +242,7 @@ class ClusterWorker:
         log.info("worker %s retiring: %d room(s) keep their clients until they dispose or %gs "
                  "pass", self.spec.process_id, len(rooms), self.spec.graceful_timeout)
         for room in rooms:
-            room._inbox.post(room.lock)  # no new seats; reconnections still reach it
+            room._gr.post(room.lock)  # no new seats; reconnections still reach it
         self.server.registry.info.state = "draining"
         try:
             self.server.registry.beat()  # placements elsewhere skip us from now on

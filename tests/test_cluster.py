@@ -273,7 +273,7 @@ def test_sighup_starts_a_new_generation_without_failing_a_join(start_cluster):
     wait_until(lambda: sum("-g2-" in room.reservation.process_id for room in joined) >= 8, 20)
     stop.set()
     gevent.joinall(joiners, timeout=40)
-    assert errors == []
+    assert errors == [], cluster.log[-6000:]
     assert all(echo_ok(room, "old generation") for room in old)  # the old clients keep playing
     leave_all(old + joined)  # their rooms dispose: the old workers exit without the timeout
     cluster.wait_for_log(r"generation 1 exited \(exit code 0\)", 2, timeout=20)
