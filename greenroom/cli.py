@@ -1,7 +1,8 @@
 """``greenroom serve TARGET``: load an application's Server and serve it.
 
 gevent's monkey-patching must come before anything imports socket, ssl, redis or pymongo
-(DESIGN D6), so this module patches first and imports the rest of greenroom afterwards.
+(docs/architecture.md, "Boot order"), so this module patches first and imports the rest of
+greenroom afterwards.
 """
 
 from __future__ import annotations
