@@ -1,8 +1,8 @@
 """The worker entry of ``greenroom serve --workers N``: a forked child of the master becomes a
 gevent server of the application's rooms on the inherited sockets.
 
-``run_worker(spec)`` boots in the order each step needs (DESIGN D6): monkey-patch first, before
-anything imports socket, ssl, redis or pymongo; reinitialise the hub; wrap the inherited sockets
+``run_worker(spec)`` boots in the order each step needs (docs/architecture.md, "Boot order"):
+monkey-patch first, before anything imports socket, ssl, redis or pymongo; reinitialise the hub; wrap the inherited sockets
 as gevent sockets; apply the gevent-websocket fixes; import the application, whose Server creates
 its Redis and Mongo clients now, after the fork; serve. A failure before serving exits with
 ``WORKER_BOOT_ERROR`` after one line on stderr, and the master halts.

@@ -1,7 +1,7 @@
 """Starting child processes from the master: fork, and make the child die with its parent.
 
 The master never uses ``subprocess`` (it imports threading) nor threads: a worker forked from it
-monkey-patches a clean interpreter (DESIGN D6). A child asks the kernel for SIGTERM when the
+monkey-patches a clean interpreter (docs/architecture.md, "Boot order"). A child asks the kernel for SIGTERM when the
 master dies (PR_SET_PDEATHSIG), so even a ``kill -9`` of the master leaves no worker or
 redis-server behind.
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Bot for the official load tester, @colyseus/loadtest 0.17.8 (PROTOCOL.md section 10): every bot joins the
+// Bot for the official load tester, @colyseus/loadtest 0.17.8 (docs/protocol.md): every bot joins the
 // room ("echo" by default, or --roomId) and sends "echo" {bot, seq} every 200 ms.
 //
 //   node loadtest_bot.mjs --endpoint ws://127.0.0.1:PORT --room echo --numClients 20 \
