@@ -90,6 +90,9 @@ def load_target(target: str) -> Any:
     return obj
 
 
+LOG_LEVELS = ["debug", "info", "warning", "error"]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="greenroom", description="greenroom multiplayer room server")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,15 +115,15 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
                        default=_env("GREENROOM_WORKERS", "WEB_CONCURRENCY", default="1"),
                        help="worker processes, or auto for one per usable CPU; more than 1 runs a "
                             "master that forks them (env GREENROOM_WORKERS, WEB_CONCURRENCY)")
-    serve.add_argument("--timeout", "-t", type=float, default=float(_env("GREENROOM_TIMEOUT", default="30")),
+    serve.add_argument("--timeout", "-t", type=float, default=_env("GREENROOM_TIMEOUT", default="30"),
                        help="seconds a worker's hub may stay blocked before the master kills and "
                             "replaces it (env GREENROOM_TIMEOUT)")
     serve.add_argument("--graceful-timeout", "--shutdown-timeout", dest="graceful_timeout", type=float,
-                       default=float(_env("GREENROOM_GRACEFUL_TIMEOUT", default="30")),
+                       default=_env("GREENROOM_GRACEFUL_TIMEOUT", default="30"),
                        help="seconds rooms get to finish on SIGTERM, and a reloaded generation's "
                             "rooms to dispose on SIGHUP (env GREENROOM_GRACEFUL_TIMEOUT)")
     serve.add_argument("--log-level", default=_env("GREENROOM_LOG_LEVEL", default="info"),
-                       choices=["debug", "info", "warning", "error"], help="env GREENROOM_LOG_LEVEL")
+                       choices=LOG_LEVELS, help="env GREENROOM_LOG_LEVEL")
     serve.add_argument("--access-log", action="store_true",
                        default=_env("GREENROOM_ACCESS_LOG", default="") not in ("", "0", "false"),
                        help="log one line per HTTP request, logger greenroom.access "
@@ -158,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         binds = _binds(args)
     except argparse.ArgumentTypeError as exc:
         print(f"greenroom: {exc}", file=sys.stderr)
+        return 2
+    if args.log_level not in LOG_LEVELS:  # argparse checks choices on the command line only
+        print(f"greenroom: GREENROOM_LOG_LEVEL={args.log_level!r}: expected one of "
+              f"{', '.join(LOG_LEVELS)}", file=sys.stderr)
         return 2
     if args.workers > 1:
         return serve_cluster(args, binds)
@@ -199,10 +206,11 @@ def serve_single(args: argparse.Namespace, binds: list[Any]) -> int:
             os.environ[variable] = value
     from .drivers.base import DriverUnavailable
     from .presence import PresenceUnavailable
+    from .settings import ConfigurationError
 
     try:
         server = load_target(args.target)
-    except TargetError as exc:
+    except (TargetError, ConfigurationError) as exc:
         print(f"greenroom: {exc}", file=sys.stderr)
         return 2
     except (PresenceUnavailable, DriverUnavailable) as exc:

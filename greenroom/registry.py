@@ -26,6 +26,7 @@ import gevent.event
 
 from .drivers.base import Driver
 from .presence.base import Presence
+from .settings import ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,9 @@ class ProcessRegistry:
         ``on_renewed(count)`` hears how many listings that renewal found (fewer than the process
         holds: a backend lost some, and the owner should list them again)."""
         if lease < 2 * heartbeat:
-            raise ValueError(f"lease ({lease}s) must cover at least two heartbeats ({heartbeat}s)")
+            raise ConfigurationError(
+                f"lease ({lease:g}s, GREENROOM_LEASE) must cover at least two heartbeats "
+                f"({heartbeat:g}s each, GREENROOM_HEARTBEAT): set a lease of {2 * heartbeat:g}s or more")
         self.presence = presence
         self.heartbeat = heartbeat
         self.lease = lease

@@ -24,6 +24,7 @@ from .matchmaker import MatchMaker, RoomDefinition
 from .protocol.dialect import Dialect
 from .room import Room
 from .schema import speedups
+from .settings import ConfigurationError, env_seconds
 from .web import http
 from .web.app import GreenroomApp, Route, WSGIApp
 
@@ -38,16 +39,6 @@ def shutdown_all(timeout: float = 10.0) -> None:
     servers = list(_servers)
     greenlets = [gevent.spawn(server.shutdown, timeout) for server in servers]
     gevent.joinall(greenlets, timeout=timeout + 1)
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number of seconds") from None
 
 
 def _backends(presence: Any, driver: Driver | None, redis_url: str | None,
@@ -74,14 +65,14 @@ def _backends(presence: Any, driver: Driver | None, redis_url: str | None,
         elif isinstance(presence, presences.RedisPresence):
             driver = drivers.RedisDriver(presence)  # shares the presence's connection pool
         elif shared:
-            raise ValueError(
+            raise ConfigurationError(
                 f"Server(presence={type(presence).__name__}(...)) needs a driver that every "
                 "process shares (driver=RedisDriver(...) or MongoDriver(...)): with the default "
                 "in-memory driver each process would see only its own rooms")
         else:
             driver = drivers.from_url(redis_url)
     if shared and isinstance(driver, drivers.LocalDriver):
-        raise ValueError(
+        raise ConfigurationError(
             f"Server(presence={type(presence).__name__}(...), driver=LocalDriver()): a presence "
             "shared by processes needs a driver they share too, or each process lists only its "
             "own rooms (rooms never fill across processes, joinById of another process's room "
@@ -124,8 +115,8 @@ class Server:
         self.presence, self.driver = _backends(presence, driver, redis_url, mongo_uri)
         self.public_address = public_address or os.environ.get("GREENROOM_PUBLIC_ADDRESS") or None
         self.distributed = not isinstance(self.presence, LocalPresence)
-        self.heartbeat = heartbeat or _env_float("GREENROOM_HEARTBEAT", 2.0)
-        self.lease = lease or _env_float("GREENROOM_LEASE", 10.0)
+        self.heartbeat = heartbeat or env_seconds("GREENROOM_HEARTBEAT", 2.0)
+        self.lease = lease or env_seconds("GREENROOM_LEASE", 10.0)
         process_id = process_id or os.environ.get("GREENROOM_PROCESS_ID") or generate_id()
         rpc = registry = None
         if self.distributed:
@@ -281,8 +272,8 @@ class Server:
                       shutdown_timeout: float = 10.0, log_requests: bool = False) -> None:
         """Serve until SIGTERM/SIGINT, then shut down gracefully (clients closed with 4001)."""
         server = self.listen(host, port, listener=listener, log_requests=log_requests)
-        log.info("greenroom %s listening on %s:%s (process %s, dialect %s, %s schema encoder)",
-                 _version(), server.server_host, server.server_port, self.process_id,
+        log.info("greenroom %s listening on %s (process %s, dialect %s, %s schema encoder)",
+                 _version(), _address(server), self.process_id,
                  self.dialect.value, speedups.implementation())
         if speedups.compiled is None and not speedups.switched_off():
             log.warning("greenroom.schema._speedups is not built: state patches are encoded in "
@@ -327,3 +318,11 @@ def _version() -> str:
     from . import __version__
 
     return __version__
+
+
+def _address(wsgi_server: Any) -> str:
+    """``host:port``, or ``unix:/path`` for a Unix socket (whose host and port are None)."""
+    if wsgi_server.server_port is None:
+        name = getattr(wsgi_server.socket, "getsockname", lambda: None)()
+        return f"unix:{name}" if name else "a Unix socket"
+    return f"{wsgi_server.server_host}:{wsgi_server.server_port}"

@@ -162,14 +162,16 @@ class ClusterWorker:
         wsgi_server.handoff = self.handoff
 
     @staticmethod
-    def _extra_server(server: Any, listener: Any, prepare: Callable[[Any], None]) -> Any:
+    def _extra_server(server: Any, listener: Any,
+                      prepare: Callable[[Any], None] | None = None) -> Any:
         from gevent.pywsgi import WSGIServer
 
         from .web.handler import Handler
 
         wsgi_server = WSGIServer(listener, server.wsgi_app, handler_class=Handler, log=None,
                                  error_log=logging.getLogger("greenroom.server"))
-        prepare(wsgi_server)
+        if prepare is not None:
+            prepare(wsgi_server)
         wsgi_server.start()
         return wsgi_server
 

@@ -87,3 +87,40 @@ def test_gunicorn_worker_serves_rooms_and_sigterm_closes_clients_with_4001():
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_a_unix_bind_is_logged_with_its_path(tmp_path):
+    """issue 17 item 5: it used to say ``listening on None:None``."""
+    path = str(tmp_path / "greenroom.sock")
+    proc = subprocess.Popen([*greenroom_command(), "serve", "examples/echo.py:server", "--bind",
+                             f"unix:{path}"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        with gevent.Timeout(20):
+            line = next(line for line in proc.stderr if "listening on" in line)
+        assert f"listening on unix:{path} " in line
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.mark.parametrize("variable, value, says", [
+    ("GREENROOM_LOG_LEVEL", "verbose", "GREENROOM_LOG_LEVEL='verbose': expected one of debug, info"),
+    ("GREENROOM_HEARTBEAT", "abc", "GREENROOM_HEARTBEAT='abc': expected a positive number of seconds"),
+    ("GREENROOM_LEASE", "1", "must cover at least two heartbeats"),
+    ("GREENROOM_TIMEOUT", "soon", "invalid float value: 'soon'"),
+])
+def test_a_bad_setting_is_one_line_and_exit_2(variable, value, says, redis_url):
+    """issue 17 item 4: each of these used to end in a traceback."""
+    env = {**os.environ, variable: value, "GREENROOM_REDIS_URL": redis_url}
+    result = subprocess.run([*greenroom_command(), "serve", "examples/echo.py:server", "--bind",
+                             f"127.0.0.1:{free_port()}"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("greenroom")]) >= 1
