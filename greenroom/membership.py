@@ -191,6 +191,17 @@ class Membership:
         if transport is not None:
             transport.close(CloseCode.WITH_ERROR, "join not acknowledged")
 
+    def _log_unacknowledged(self, client: Client, code: int) -> None:
+        """A client that closes between JOIN_ROOM and its ack could not decode JOIN_ROOM: what
+        a client of the other wire dialect does (an @colyseus/sdk 0.18 client on a v3 endpoint
+        fails in the browser with "typeContext.get(...) is not a constructor")."""
+        other = "v5 (@colyseus/sdk 0.18)" if client.dialect.value == "v3" else "v3 (colyseus.js 0.16, @colyseus/sdk 0.17)"
+        log.warning("room %s: client %s closed (code %s) right after JOIN_ROOM without acknowledging "
+                    "it, as a client of the other wire dialect does; this endpoint speaks %s. To "
+                    "serve %s clients too, give them a path: Server(dialects={\"/v18\": \"v5\"}) "
+                    "(docs/protocol.md, dialects)", self.room_id, client.session_id, code,
+                    client.dialect.value, other)
+
     def _stop_ack_timer(self, client: Client) -> None:
         timer = self._awaiting_ack.pop(client, None)
         if timer is not None:
@@ -204,6 +215,8 @@ class Membership:
 
     def _lost(self, client: Client, code: int) -> None:
         """The client's connection is gone: a drop (the room may hold the seat) or a leave."""
+        if client in self._awaiting_ack and client.state is ClientState.JOINING:
+            self._log_unacknowledged(client, code)
         self._stop_ack_timer(client)
         consented = code == CloseCode.CONSENTED
         if not consented and client.state is ClientState.JOINED and self.phase is Phase.RUNNING:

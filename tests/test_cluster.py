@@ -309,7 +309,10 @@ def test_ttin_then_ttou_follow_the_worker_count(start_cluster):
     cluster.signal(signal.SIGTTIN)
     cluster.wait_serving(3)
     more = join_many(client, 12)
-    assert len({r.reservation.process_id for r in more}) >= 2
+    # The added worker is the least loaded: it takes new rooms (where the rest go after it
+    # filled up depends on heartbeat timing, so only this is asserted).
+    before = {r.reservation.process_id for r in rooms}
+    assert {r.reservation.process_id for r in more} - before
     cluster.signal(signal.SIGTTOU)
     retired = cluster.wait_for_log(r"retiring worker (\S+)")[0].group(1)
     wait_until(lambda: cluster.alive_workers() == 2, 10)
