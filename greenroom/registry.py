@@ -52,6 +52,9 @@ class ProcessInfo:
     generation: int | None = None
     #: A cluster worker's hand-off counters (sent, received, failed).
     handoffs: dict[str, int] | None = None
+    #: Where this process lists its rooms ("RedisDriver redis://..."): processes that share a
+    #: presence but not this would split players between them, so each checks the others'.
+    listings: str | None = None
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     started_at: float = field(default_factory=time.time)
@@ -90,7 +93,9 @@ class ProcessRegistry:
         self.lease = lease
         self.driver = driver
         self.prefix = prefix
-        self.info = ProcessInfo(process_id, address=address, public_address=public_address)
+        self.info = ProcessInfo(process_id, address=address, public_address=public_address,
+                                listings=_listings_of(driver))
+        self._warned_listings: set[str] = set()
         self._load = load
         self._on_renewed = on_renewed
         self._stopping = gevent.event.Event()
@@ -113,6 +118,7 @@ class ProcessRegistry:
     def start(self) -> None:
         """Announce this process now (errors propagate: boot fails) then keep it announced."""
         self.beat()
+        self.check_listings()
         self._stopping.clear()
         self._beater = gevent.spawn(self._beat_forever)
 
@@ -165,6 +171,24 @@ class ProcessRegistry:
         if time.monotonic() - self._last_reap >= self.lease:
             self._last_reap = time.monotonic()
             self.reap()
+            self.check_listings()
+
+    def check_listings(self) -> list[str]:
+        """Log, once per process, every live process that lists its rooms elsewhere than this
+        one (say one started with --mongo-uri and one without); their ids."""
+        mine = self.info.listings
+        others = [info for info in self.alive_processes()
+                  if info.process_id != self.process_id and info.listings and mine
+                  and info.listings != mine]
+        for info in others:
+            if info.process_id not in self._warned_listings:
+                self._warned_listings.add(info.process_id)
+                log.error("registry: process %s lists its rooms in %s but this process %s in %s; "
+                          "processes sharing a presence must share one listings backend or their "
+                          "players are split between them: give every process the same "
+                          "--mongo-uri (GREENROOM_MONGO_URI), or none", info.process_id,
+                          info.listings, self.process_id, mine)
+        return [info.process_id for info in others]
 
     def _beat_failed(self, exc: Exception) -> None:
         if not self._failing:
@@ -237,3 +261,10 @@ def _as_float(text: Any) -> float:
         return float(text)
     except (TypeError, ValueError):
         return 0.0
+
+
+def _listings_of(driver: Driver | None) -> str | None:
+    if driver is None:
+        return None
+    where = getattr(driver, "safe_url", None)
+    return f"{type(driver).__name__} {where}" if where else type(driver).__name__
