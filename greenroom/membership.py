@@ -18,6 +18,7 @@ from .ids import generate_id
 from .phase import Phase
 from .protocol import frames
 from .protocol.codes import CloseCode, ErrorCode
+from .protocol.dialect import Dialect
 from .seats import HeldSeat, Seats
 from .session import DEFAULT_QUEUE_LIMIT, Client, ClientState
 
@@ -195,7 +196,10 @@ class Membership:
         """A client that closes between JOIN_ROOM and its ack could not decode JOIN_ROOM: what
         a client of the other wire dialect does (an @colyseus/sdk 0.18 client on a v3 endpoint
         fails in the browser with "typeContext.get(...) is not a constructor")."""
-        other = "v5 (@colyseus/sdk 0.18)" if client.dialect.value == "v3" else "v3 (colyseus.js 0.16, @colyseus/sdk 0.17)"
+        if client.dialect is Dialect.V3:
+            other = "v5 (@colyseus/sdk 0.18)"
+        else:
+            other = "v3 (colyseus.js 0.16, @colyseus/sdk 0.17)"
         log.warning("room %s: client %s closed (code %s) right after JOIN_ROOM without acknowledging "
                     "it, as a client of the other wire dialect does; this endpoint speaks %s. To "
                     "serve %s clients too, give them a path: Server(dialects={\"/v18\": \"v5\"}) "

@@ -323,6 +323,5 @@ def _version() -> str:
 def _address(wsgi_server: Any) -> str:
     """``host:port``, or ``unix:/path`` for a Unix socket (whose host and port are None)."""
     if wsgi_server.server_port is None:
-        name = getattr(wsgi_server.socket, "getsockname", lambda: None)()
-        return f"unix:{name}" if name else "a Unix socket"
+        return f"unix:{wsgi_server.socket.getsockname()}"
     return f"{wsgi_server.server_host}:{wsgi_server.server_port}"

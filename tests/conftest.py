@@ -141,6 +141,15 @@ def node_modules():
     return JS_DIR
 
 
+def sdk_project(directory, node_modules: str, sdk: str) -> None:
+    """Make ``directory`` a Node project whose ``@colyseus/sdk`` is tests/js's pinned ``sdk``
+    ("sdk17", "sdk18"): a script written there imports the SDK as a user's file would."""
+    (directory / "node_modules" / "@colyseus").mkdir(parents=True)
+    os.symlink(os.path.join(node_modules, "node_modules", sdk),
+               directory / "node_modules" / "@colyseus" / "sdk")
+    (directory / "package.json").write_text('{"type": "module"}')
+
+
 @pytest.fixture
 def run_js(node_modules):
     """run_js(script, *args) -> the JSON object the script printed on stdout."""

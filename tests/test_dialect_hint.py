@@ -6,12 +6,12 @@ cause and the fix. Driven with the real 0.18 SDK.
 """
 
 import logging
-import os
 import subprocess
 
 from greenroom import Room, Server
 from greenroom.schema import Schema, field
 
+from conftest import sdk_project
 from servers import wait_until
 
 SCRIPT = """
@@ -35,10 +35,7 @@ class Table(Room):
 
 def test_an_sdk18_client_on_a_v3_endpoint_is_explained_in_one_line(greenroom_boot, node_modules,
                                                                     tmp_path, caplog):
-    (tmp_path / "node_modules" / "@colyseus").mkdir(parents=True)
-    os.symlink(os.path.join(node_modules, "node_modules", "sdk18"),
-               tmp_path / "node_modules" / "@colyseus" / "sdk")
-    (tmp_path / "package.json").write_text('{"type": "module"}')
+    sdk_project(tmp_path, node_modules, "sdk18")
     (tmp_path / "probe.mjs").write_text(SCRIPT)
     server = Server()  # v3 only
     server.define("table", Table)

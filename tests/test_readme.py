@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, free_port, greenroom_command, wait_until_listening
+from conftest import ROOT, free_port, greenroom_command, sdk_project, wait_until_listening
 
 README = os.path.join(ROOT, "README.rst")
 CLIENT_DIR = os.path.join(ROOT, "examples", "client")
@@ -85,12 +85,9 @@ def test_the_quick_start_client_runs_against_the_echo_example(serve_process, nod
     pinned = json.load(open(os.path.join(CLIENT_DIR, "package.json")))["dependencies"]
     tested = json.load(open(os.path.join(node_modules, "package.json")))["dependencies"]
     assert tested["sdk17"] == f"npm:@colyseus/sdk@{pinned['@colyseus/sdk']}"
-    (tmp_path / "node_modules" / "@colyseus").mkdir(parents=True)
-    os.symlink(os.path.join(node_modules, "node_modules", "sdk17"),
-               tmp_path / "node_modules" / "@colyseus" / "sdk")
+    sdk_project(tmp_path, node_modules, "sdk17")
     script = tmp_path / "client.mjs"
     script.write_text(open(os.path.join(CLIENT_DIR, "client.mjs"), encoding="utf-8").read())
-    script.with_name("package.json").write_text('{"type": "module"}')
 
     _proc, port = serve_process("examples/echo.py:server")
     result = subprocess.run(["node", str(script), f"ws://127.0.0.1:{port}"], cwd=tmp_path,
