@@ -188,8 +188,13 @@ def test_sighup_reloads_without_failing_a_join(start_gunicorn):
     leave_all(joined)
 
 
-def test_ttin_adds_a_worker_that_takes_rooms(start_gunicorn):
-    server = start_gunicorn(2)
+def test_ttin_adds_a_worker_that_takes_rooms_with_the_hooks_in_a_users_own_config(start_gunicorn,
+                                                                                  tmp_path):
+    config = tmp_path / "gunicorn.conf.py"
+    config.write_text("from greenroom.gunicorn.conf import on_starting, pre_fork, child_exit, on_exit"
+                      "  # noqa: F401\nworker_class = 'greenroom.gunicorn.Worker'\n")
+    server = start_gunicorn(2, "-c", str(config), conf=False)
+    assert "embedded redis-server" in server.log  # the user's config ran greenroom's hooks
     client = Client(server.endpoint)
     rooms = join_many(client, 8)
     server.signal(signal.SIGTTIN)
