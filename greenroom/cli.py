@@ -128,6 +128,10 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
                        default=_env("GREENROOM_ACCESS_LOG", default="") not in ("", "0", "false"),
                        help="log one line per HTTP request, logger greenroom.access "
                             "(env GREENROOM_ACCESS_LOG=1)")
+    serve.add_argument("--migrate", action="store_true",
+                       default=_env("GREENROOM_MIGRATE", default="") not in ("", "0", "false"),
+                       help="with --workers > 1: on SIGHUP, move live rooms with their state and "
+                            "clients to the new code (env GREENROOM_MIGRATE=1)")
     serve.add_argument("--redis-url", default=_env("GREENROOM_REDIS_URL", "REDIS_URL"),
                        help="Redis shared by several processes or machines; with --workers > 1 and "
                             "none, the master runs a private one (env GREENROOM_REDIS_URL)")
@@ -188,7 +192,8 @@ def serve_cluster(args: argparse.Namespace, binds: list[Any]) -> int:
                            timeout=args.timeout, graceful_timeout=args.graceful_timeout,
                            log_level=args.log_level, access_log=args.access_log,
                            redis_url=args.redis_url, mongo_uri=args.mongo_uri,
-                           public_address=args.public_address, pid_file=args.pid_file)
+                           public_address=args.public_address, pid_file=args.pid_file,
+                           migrate=args.migrate)
     return Master(config).run()
 
 
@@ -198,6 +203,9 @@ def serve_single(args: argparse.Namespace, binds: list[Any]) -> int:
 
     monkey.patch_all()
     _configure_logging(args.log_level)
+    if args.migrate:
+        log.warning("--migrate moves rooms between the workers of a reload: with --workers 1 "
+                    "there is no reload, so it does nothing")
     # The application builds its Server at import: hand it the options through the environment.
     for value, variable in ((args.redis_url, "GREENROOM_REDIS_URL"),
                             (args.mongo_uri, "GREENROOM_MONGO_URI"),

@@ -29,7 +29,7 @@ log = logging.getLogger("greenroom.room")
 class Timer:
     """A scheduled callback; ``clear()`` cancels it."""
 
-    __slots__ = ("_watcher", "_clock", "_pending", "callback", "args", "repeat")
+    __slots__ = ("_watcher", "_clock", "_pending", "callback", "args", "repeat", "_due")
 
     def __init__(self, clock: Clock, delay_ms: float, repeat: bool, callback: Callable[..., Any],
                  args: tuple[Any, ...]) -> None:
@@ -39,9 +39,10 @@ class Timer:
         self.args = args
         self.repeat = repeat
         self._watcher: Any = None
+        seconds = max(delay_ms, 0) / 1000.0
+        self._due = time.monotonic() + seconds
         if clock.closed:
             return  # the room is disposed: an inert timer, never fires
-        seconds = max(delay_ms, 0) / 1000.0
         self._watcher = gevent.get_hub().loop.timer(seconds, seconds if repeat else 0.0)
         self._watcher.start(self._fire)
 
@@ -64,6 +65,10 @@ class Timer:
     @property
     def active(self) -> bool:
         return self._watcher is not None
+
+    def remaining(self) -> float:
+        """Seconds until a one-shot timer fires (a held seat that moves keeps what it had left)."""
+        return max(0.0, self._due - time.monotonic())
 
     def clear(self) -> None:
         if self._watcher is not None:

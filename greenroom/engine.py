@@ -87,6 +87,7 @@ class RoomEngine(Membership):
         self._after_patch: list[tuple[bytes, Any]] = []
         self._subscriptions: list[tuple[str, Callable[[Any], None]]] = []
         self._awaiting_ack: dict[Client, Timer] = {}
+        self.options: dict[str, Any] = {}
 
     # == the line of execution ===================================================================
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -124,6 +125,7 @@ class RoomEngine(Membership):
 
     def create(self, options: dict[str, Any]) -> None:
         """Run ``on_create``; its exception propagates (the caller then ``discard``s the room)."""
+        self.options = options  # a migration runs on_create again in the new code
         self.call(self.room.on_create, options)
 
     def discard(self) -> None:

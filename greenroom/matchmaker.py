@@ -263,6 +263,34 @@ class MatchMaker:
             log.warning("room %s: removing its listing failed: %s", room_id, exc)
         log.info("room %s (%s) disposed", room_id, engine.name)
 
+    def restore_room(self, definition: RoomDefinition, options: dict[str, Any], room_id: str,
+                     restore: Callable[[Room], None]) -> Room:
+        """A room moving here from another process, with its roomId (greenroom.migration)."""
+        return self._create_room(definition, options, room_id=room_id, restore=restore)[0]
+
+    def release(self, room_id: str) -> None:
+        """Forget a room that is moving to another process (greenroom.migration): nothing is
+        written or renewed from here any more, and its listing goes, for the new owner to
+        register under its own processId."""
+        self.rooms.pop(room_id, None)
+        writer = self._listings.pop(room_id, None)
+        if writer is not None:
+            writer.close()
+        self.driver.remove(room_id)
+
+    def adopt(self, room_id: str, room: Room) -> None:
+        """Take back a room whose move failed: listed and renewed from here again."""
+        engine = room._gr
+        self.rooms[room_id] = room
+        if engine.listing is not None:
+            if self.lease is not None:
+                engine.listing.lease_expires_at = time.time() + self.lease
+            writer = self._listings[room_id] = ListingWriter(self.driver, engine.listing)
+            try:
+                writer.relist()
+            except Exception as exc:  # noqa: BLE001 - the heartbeat lists it again
+                log.warning("room %s: listing it again failed: %s", room_id, exc)
+
     # -- shutting down ------------------------------------------------------------------------------
     @property
     def accepting(self) -> bool:
@@ -474,17 +502,27 @@ class MatchMaker:
                                self.public_address)
 
     def _create_room(self, definition: RoomDefinition, options: dict[str, Any], *,
-                     reserve: bool = False) -> tuple[Room, SeatReservation]:
+                     reserve: bool = False, room_id: str | None = None,
+                     restore: Callable[[Room], None] | None = None) -> tuple[Room, SeatReservation]:
         """Create a room and, with ``reserve``, the creator's seat: taken before the room is
-        listed, so concurrent joiners cannot fill a room its creator then cannot enter."""
+        listed, so concurrent joiners cannot fill a room its creator then cannot enter.
+
+        A room moving here from an older worker (greenroom.migration) keeps its ``room_id``,
+        and ``restore(room)`` puts its state and clients back after ``on_create``, before it is
+        listed."""
         room = definition.room_cls()
         engine = _engine_of(room)
-        room_id = generate_id()
-        while room_id in self.rooms:
+        if room_id is None:
             room_id = generate_id()
+            while room_id in self.rooms:
+                room_id = generate_id()
+        elif room_id in self.rooms:
+            raise MatchMakeError(f'room "{room_id}" already lives here', ErrorCode.MATCHMAKE_UNHANDLED)
         engine.attach(self, room_id, definition.name, self.process_id, self.presence)
         try:
             engine.create(options)
+            if restore is not None:
+                restore(room)
         except Exception as exc:
             log.exception("room %s (%s): on_create raised", room_id, definition.name)
             engine.discard()

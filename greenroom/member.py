@@ -46,11 +46,17 @@ class ClusterMember:
         self.process_id = process_id
         self.cluster = name.cluster
         self.generation = generation
-        self.handoff = HandOff(process_id, run_dir, locate=self._locate, on_exited=self.sibling_exited)
+        self.handoff = HandOff(process_id, run_dir, locate=self._locate, on_exited=self.sibling_exited,
+                               has_room=server.matchmaker.rooms.__contains__)
         info = server.registry.info
         info.cluster, info.generation, info.handoffs = self.cluster, generation, self.handoff.counts
         server.health_sections["cluster"] = self.health
         self.draining = False
+        from . import migration
+
+        # Any worker may receive a room moving from an older generation (a reload, --migrate).
+        server.matchmaker.rpc.register("restore_room",
+                                       lambda data: migration.restore(server.matchmaker, data))
 
     def prepare(self, wsgi_server: Any) -> None:
         """Before ``wsgi_server`` accepts: no room socket may ever be served without the hand-off."""
@@ -113,6 +119,28 @@ class ClusterMember:
         except Exception as exc:  # noqa: BLE001
             log.warning("worker %s: could not announce that it drains: %s", self.process_id, exc)
         return rooms
+
+    def migrate_rooms(self, deadline: float) -> None:
+        """Move this worker's rooms to the serving workers of newer generations, least loaded
+        first; what cannot move stays (greenroom.migration)."""
+        from .migration import Migration
+
+        self.draining = True
+        self.server.registry.info.state = "draining"
+        try:
+            self.server.registry.beat()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("worker %s: could not announce that it drains: %s", self.process_id, exc)
+        Migration(self.server.matchmaker, self._newer_workers).run(deadline)
+
+    def _newer_workers(self) -> list[str]:
+        try:
+            alive = self.server.registry.alive_processes()  # least loaded first
+        except Exception as exc:  # noqa: BLE001 - the backend is down: nothing moves
+            log.warning("worker %s: cannot list the workers to move rooms to: %s", self.process_id, exc)
+            return []
+        return [p.process_id for p in alive if p.cluster == self.cluster and p.state == "serving"
+                and (p.generation or 0) > self.generation]
 
     def close(self) -> None:
         self.handoff.close()

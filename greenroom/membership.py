@@ -127,6 +127,8 @@ class Membership:
         self.clients.append(client)
         self._send_join_room(client, skip_handshake)
         self._seats_changed()
+        if held.migrated:
+            return client  # the same client, moved with its room: nothing happened to the game
         self._run_handler("on_reconnect", self.room.on_reconnect, client, client=client)
         for callback in held.callbacks:
             self._run_handler("reconnection callback", callback, True)

@@ -47,6 +47,10 @@ class Room:
     # ping_interval = None or 0: no pings (TCP keepalive still notices a vanished host, slowly).
     ping_interval: float | None = 3.0
     pong_timeout: float = 6.0
+    # With ``greenroom serve --migrate``, a reload moves the room to the new code with its state
+    # and clients (README, "Deploying new code without dropping players"); False: it finishes
+    # on the code it started with.
+    migratable: bool = True
 
     # -- hooks ------------------------------------------------------------------------------
     def on_create(self, options: dict[str, Any]) -> None:
@@ -78,6 +82,15 @@ class Room:
 
     def on_dispose(self) -> None:
         """Called once, after the last client left (or on ``disconnect``)."""
+
+    def on_snapshot(self) -> dict[str, Any]:
+        """Before the room moves to new code (``--migrate``): what it keeps outside ``state``
+        (timers to restart, counters, fields of its own), as JSON. Raising keeps the room here."""
+        return {}
+
+    def on_restore(self, data: dict[str, Any]) -> None:
+        """In the new code, once, after ``on_create`` and the state are restored: ``data`` is what
+        ``on_snapshot`` returned. No ``on_join`` or ``on_leave`` runs for the moved clients."""
 
     def on_uncaught_exception(self, error: BaseException, where: str) -> None:
         """Called when a handler raised; the error is already logged. The room keeps running."""

@@ -38,6 +38,9 @@ class HeldSeat:
     token: str
     expires: Timer | None = None
     callbacks: list[Callable[[bool], None]] = field(default_factory=list)
+    #: Held for a client that moved here with its room (a migration): its return is no
+    #: reconnection for the room's code (no on_reconnect).
+    migrated: bool = False
 
 
 class Seats:
@@ -121,11 +124,11 @@ class Seats:
         self._on_expired()
 
     def hold(self, client: Client, token: str, seconds: float,
-             expired: Callable[[HeldSeat], None]) -> HeldSeat | None:
+             expired: Callable[[HeldSeat], None], *, migrated: bool = False) -> HeldSeat | None:
         """Keep ``client``'s seat for ``seconds``; ``expired(held)`` runs if it is not reclaimed."""
         if client.session_id in self.held:
             return None
-        held = HeldSeat(client, token)
+        held = HeldSeat(client, token, migrated=migrated)
         held.expires = self.clock.set_timeout(expired, seconds * 1000, held)
         self.held[client.session_id] = held
         return held

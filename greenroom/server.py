@@ -288,6 +288,9 @@ class Server:
                       shutdown_timeout: float = 10.0, log_requests: bool = False) -> None:
         """Serve until SIGTERM/SIGINT, then shut down gracefully (clients closed with 4001)."""
         server = self.listen(host, port, listener=listener, log_requests=log_requests)
+        # Before the line that says we listen: whoever waits for it may send SIGTERM at once.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            gevent.signal_handler(signum, self._on_signal, signum)
         log.info("greenroom %s listening on %s (process %s, dialect %s, %s schema encoder)",
                  _version(), _address(server), self.process_id,
                  self.dialect.value, speedups.implementation())
@@ -295,8 +298,6 @@ class Server:
             log.warning("greenroom.schema._speedups is not built: state patches are encoded in "
                         "pure Python (about 7x slower); reinstall greenroom where a C compiler and "
                         "the Python headers are available")
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            gevent.signal_handler(signum, self._on_signal, signum)
         self._stopped.wait()
         self.shutdown(shutdown_timeout)
 

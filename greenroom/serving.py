@@ -198,6 +198,9 @@ class ClusterWorker:
             return
         self._retiring = True
         self.stop_accepting()
+        if self.spec.migrate:
+            # rooms move before they are locked: a snapshot keeps the room's own lock state
+            self.member.migrate_rooms(time.monotonic() + self.spec.graceful_timeout * 0.8)
         rooms = self.member.start_draining()
         log.info("worker %s retiring: %d room(s) keep their clients until they dispose or %gs "
                  "pass", self.spec.process_id, len(rooms), self.spec.graceful_timeout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from enum import Enum
 from typing import Any, Protocol
@@ -54,6 +55,9 @@ class Client:
         self.dialect = dialect
         self.request = request
         self.state = ClientState.JOINING
+        #: When its socket arrived (monotonic): the SDKs reconnect by themselves only after
+        #: ``minUptime`` (5 s) in the room, which a migration waits for.
+        self.joined_at = time.monotonic()
         self.auth: Any = None
         self.user_data: Any = None
         self.view: Any = None  # a StateView, for private state (schema)

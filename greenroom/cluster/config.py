@@ -32,6 +32,8 @@ class ClusterConfig:
     pid_file: str | None = None
     #: Where the private run dir is made (default: the temp dir).
     run_dir_parent: str | None = None
+    #: On a reload, move live rooms to the new generation (greenroom.migration).
+    migrate: bool = False
 
 
 @dataclass
@@ -54,4 +56,5 @@ class WorkerSpec:
     redis_url: str | None
     mongo_uri: str | None
     public_address: str | None
+    migrate: bool = False
     extra: dict[str, Any] = field(default_factory=dict)

@@ -385,7 +385,7 @@ class Master:
             heartbeat_fd=heartbeat.fd, wake_fd=self._wake_w, timeout=self.config.timeout,
             graceful_timeout=self.config.graceful_timeout, access_log=self.config.access_log,
             redis_url=self.redis_url, mongo_uri=self.config.mongo_uri,
-            public_address=self.config.public_address)
+            public_address=self.config.public_address, migrate=self.config.migrate)
         others = [w.heartbeat.fd for w in self.workers.values()] + [self._wake_r]
         become_worker(self.config.worker_entry, spec, others)
 

@@ -192,6 +192,10 @@ class StateDecoder:
         self._deleted: set[int] = set()           # refIds whose count reached 0 this frame
         self._deleted_order: list[int] = []        # ... in the order they did
 
+    def refid_of(self, obj: Any) -> int | None:
+        """The refId a decoded dict or list had on the wire (a migrated room keeps its refIds)."""
+        return self._refid_of.get(id(obj))
+
     def decode_full(self, data: bytes) -> dict[str, Any]:
         """Apply a full state from scratch (a reconnection's ROOM_STATE), dropping what was there."""
         if self.types is None:

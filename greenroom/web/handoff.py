@@ -69,7 +69,8 @@ class HandOff:
     """One worker's end of the hand-off: sends sockets to siblings, adopts those sent to it."""
 
     def __init__(self, process_id: str, run_dir: str, *, locate: Locate | None = None,
-                 on_exited: Callable[[str], None] | None = None) -> None:
+                 on_exited: Callable[[str], None] | None = None,
+                 has_room: Callable[[str], bool] | None = None) -> None:
         self.process_id = process_id
         name = ProcessName.parse(process_id)
         if name is None:
@@ -78,6 +79,7 @@ class HandOff:
         self.run_dir = run_dir
         self.locate = locate
         self.on_exited = on_exited
+        self.has_room = has_room
         #: Shown in /health and the registry: sockets sent to siblings, received from them, and
         #: sockets for a sibling that could not be delivered (answered 524 here).
         self.counts = {"sent": 0, "received": 0, "failed": 0}
@@ -102,12 +104,14 @@ class HandOff:
     def take(self, handler: Any) -> bool:
         """Hand the handler's connection to its owner; True when it left this worker."""
         environ = handler.environ
-        if getattr(handler, "handed_in", False) or not _is_upgrade(environ):
+        if not _is_upgrade(environ):
             return False
         segments = [s for s in environ.get("PATH_INFO", "").split("/") if s]
-        if len(segments) < 2 or segments[-2] == self.process_id:
+        if len(segments) < 2:
             return False
         process_id, room_id = segments[-2], segments[-1]
+        if getattr(handler, "handed_in", False) or process_id == self.process_id:
+            return self._follow_move(handler, room_id)
         path = self.sibling_endpoint(process_id)
         if path is None:
             return False
@@ -122,6 +126,16 @@ class HandOff:
         self.counts["failed"] += 1
         log.info("socket for room %s of %s: that worker is gone; refused here", room_id, process_id)
         return False
+
+    def _follow_move(self, handler: Any, room_id: str) -> bool:
+        """A socket for a room that is not (or no longer) here: a room that moved to a sibling
+        (a migration, greenroom.migration) is followed there, once; anything else is answered
+        here (524). The listings say where it lives, and every worker reads the same ones."""
+        if self.has_room is None or self.has_room(room_id):
+            return False
+        owner = self._current_owner(room_id)
+        path = self.sibling_endpoint(owner) if owner else None
+        return path is not None and self._send(handler, path)
 
     def _current_owner(self, room_id: str) -> str | None:
         if self.locate is None:
