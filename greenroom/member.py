@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 __all__ = ["ClusterMember", "accept_per_wakeup"]
@@ -131,7 +132,16 @@ class ClusterMember:
             self.server.registry.beat()
         except Exception as exc:  # noqa: BLE001
             log.warning("worker %s: could not announce that it drains: %s", self.process_id, exc)
+        self._wait_for_newer_workers(min(deadline, time.monotonic() + 30.0))
         Migration(self.server.matchmaker, self._newer_workers).run(deadline)
+
+    def _wait_for_newer_workers(self, until: float) -> None:
+        """gunicorn stops the old workers as soon as it has forked the new ones: rooms can
+        only move once one of those serves."""
+        import gevent
+
+        while not self._newer_workers() and time.monotonic() < until:
+            gevent.sleep(0.1)
 
     def _newer_workers(self) -> list[str]:
         try:

@@ -261,3 +261,33 @@ def test_flask_and_greenroom_share_one_port_under_three_workers(start_gunicorn):
     assert all(room.wait_for_message("hello", timeout=5) == "from greenroom" for room in rooms)
     wait_until(lambda: server.health()["cluster"]["handoffsTotal"]["sent"] > 0, 5)
     leave_all(rooms)
+
+
+def test_a_reload_with_greenroom_migrate_moves_rooms_to_the_new_code(start_gunicorn, tmp_path):
+    """issue 12 under gunicorn: HUP with GREENROOM_MIGRATE=1, the application edited on disk."""
+    import shutil
+
+    from greenroom.schema import StateDecoder
+
+    app = tmp_path / "migrating.py"
+    shutil.copy(os.path.join(ROOT, "tests", "apps", "migrating.py"), app)
+    server = start_gunicorn(2, "--graceful-timeout", "30", "--chdir", str(tmp_path),
+                            app="migrating:application", env={"GREENROOM_MIGRATE": "1"})
+    client = Client(server.endpoint, state_decoder=StateDecoder)
+    rooms = [client.create("board") for _ in range(2)]
+    for room in rooms:
+        room.send("move")
+        wait_until(lambda room=room: room.state["players"][room.session_id]["x"] == 1, 5)
+    app.write_text(app.read_text().replace('VERSION = "v1"', 'VERSION = "v2"'))
+    server.signal(signal.SIGHUP)
+    for room in rooms:
+        assert room.wait_closed(60)[0] == 4010
+        back = client.reconnect(room.reconnection_token)
+        assert back.session_id == room.session_id and back.room_id == room.room_id
+        assert "-g2-" in back.reservation.process_id
+        # the state came along (the full state follows JOIN_ROOM)
+        wait_until(lambda back=back: (back.state or {}).get("players", {}).get(back.session_id, {}).get("x") == 1, 5)
+        back.send("version")
+        assert back.wait_for_message("version", timeout=5)[0] == "v2"
+        back.leave()
+    assert "Traceback" not in server.log

@@ -141,6 +141,8 @@ class Worker(GeventPyWSGIWorker):
         deadline = time.monotonic() + max(graceful - CLOSE_MARGIN, graceful / 2)
         reloading = self.deployment.newest_generation() > self.generation
         if self.member is not None and reloading:
+            if _migrate():
+                self.member.migrate_rooms(deadline)  # greenroom.migration: rooms follow the code
             rooms = self.member.start_draining()
             log.info("worker %s: reload; %d room(s) keep their clients until they end or %.0fs "
                      "pass, then close them with 4001", self.process_id, len(rooms),
@@ -151,3 +153,9 @@ class Worker(GeventPyWSGIWorker):
         shutdown_all(max(deadline - time.monotonic(), 1.0))
         if self.member is not None:
             self.member.close()
+
+
+def _migrate() -> bool:
+    """``GREENROOM_MIGRATE=1``: on a reload, live rooms move to the new workers with their state
+    and clients (README, "Deploying new code without dropping players")."""
+    return os.environ.get("GREENROOM_MIGRATE", "") not in ("", "0", "false")

@@ -69,3 +69,4 @@ class StubbornRoom(BoardRoom):
 server = Server(dialects={"/v18": "v5"}, heartbeat=0.5, lease=2.0, rpc_timeout=2.0)
 server.define("board", BoardRoom)
 server.define("stubborn", StubbornRoom)
+application = server.wsgi_app  # under gunicorn (tests/test_gunicorn.py)
