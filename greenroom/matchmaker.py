@@ -14,16 +14,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
 
 from gevent.lock import Semaphore
 
+from .definitions import RoomDefinition, SeatReservation
 from .drivers.base import Driver, DriverUnavailable
 from .drivers.listing import RoomListing
 from .engine import RoomEngine
 from .errors import MatchMakeError, ServiceUnavailable
+from .hosting import RoomHosting
 from .ids import generate_id
 from .listings import ListingWriter
 from .presence import PresenceUnavailable
@@ -53,64 +54,7 @@ def _backends_required(method: F) -> F:
 _MAX_JOIN_ATTEMPTS = 16
 
 
-class RoomDefinition:
-    """What ``Server.define`` returns: chain ``filter_by`` / ``sort_by`` on it."""
-
-    def __init__(self, name: str, room_cls: type[Room], default_options: dict[str, Any]) -> None:
-        if not (isinstance(room_cls, type) and issubclass(room_cls, Room)):
-            raise TypeError(f"room {name!r}: {room_cls!r} is not a greenroom.Room subclass")
-        self.name = name
-        self.room_cls = room_cls
-        self.default_options = default_options
-        self.filter_keys: tuple[str, ...] = ()
-        self.sort: tuple[tuple[str, int], ...] = ()
-
-    def filter_by(self, *keys: str) -> RoomDefinition:
-        """joinOrCreate/join only pick rooms created with the same values of these options."""
-        self.filter_keys = tuple(keys)
-        return self
-
-    def sort_by(self, *fields: tuple[str, int], **kwargs: int) -> RoomDefinition:
-        """Order candidate rooms: ``sort_by(clients=-1)`` fills the fullest room first.
-
-        Keys are listing fields (``clients``, ``max_clients``, ``created_at``) or
-        ``metadata.<key>`` (pass those as tuples: ``sort_by(("metadata.level", 1))``).
-        """
-        spec = list(fields) + list(kwargs.items())
-        for key, direction in spec:
-            if direction not in (1, -1):
-                raise ValueError(f"sort_by {key!r}: direction must be 1 or -1, not {direction!r}")
-        self.sort = tuple(spec)
-        return self
-
-    def filters_for(self, options: Mapping[str, Any]) -> dict[str, Any]:
-        return {key: options.get(key) for key in self.filter_keys}
-
-    def __repr__(self) -> str:
-        return f"<RoomDefinition {self.name} {self.room_cls.__name__}>"
-
-
-@dataclass(slots=True)
-class SeatReservation:
-    name: str
-    room_id: str
-    process_id: str
-    session_id: str
-    public_address: str | None = None
-    reconnection_token: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """Both shapes at once: flat for @colyseus/sdk, nested ``room`` for colyseus.js 0.16."""
-        room: dict[str, Any] = {"name": self.name, "roomId": self.room_id, "processId": self.process_id}
-        if self.public_address:
-            room["publicAddress"] = self.public_address
-        out: dict[str, Any] = {**room, "sessionId": self.session_id, "room": room}
-        if self.reconnection_token:
-            out["reconnectionToken"] = self.reconnection_token
-        return out
-
-
-class MatchMaker:
+class MatchMaker(RoomHosting):
     #: Seconds the cross-process creation lock lives without renewal (a crashed holder blocks
     #: creation of that name for this long at most); renewed every third of it while held.
     creation_lock_ttl: float = 10.0
@@ -244,52 +188,6 @@ class MatchMaker:
         """The engine of a local room: what the socket layer talks to."""
         room = self.rooms.get(room_id)
         return room._gr if room is not None else None
-
-    # -- RoomHost ----------------------------------------------------------------------------------
-    def update_listing(self, room_id: str, **changes: Any) -> None:
-        writer = self._listings.get(room_id)
-        if writer is not None:
-            writer.update(**changes)  # before registration: written right after it
-
-    def room_disposed(self, engine: RoomEngine) -> None:
-        room_id = engine.room_id
-        self.rooms.pop(room_id, None)
-        writer = self._listings.pop(room_id, None)
-        if writer is not None:
-            writer.close()
-        try:
-            self.driver.remove(room_id)
-        except Exception as exc:  # noqa: BLE001 - the listing's lease runs out by itself
-            log.warning("room %s: removing its listing failed: %s", room_id, exc)
-        log.info("room %s (%s) disposed", room_id, engine.name)
-
-    def restore_room(self, definition: RoomDefinition, options: dict[str, Any], room_id: str,
-                     restore: Callable[[Room], None]) -> Room:
-        """A room moving here from another process, with its roomId (greenroom.migration)."""
-        return self._create_room(definition, options, room_id=room_id, restore=restore)[0]
-
-    def release(self, room_id: str) -> None:
-        """Forget a room that is moving to another process (greenroom.migration): nothing is
-        written or renewed from here any more, and its listing goes, for the new owner to
-        register under its own processId."""
-        self.rooms.pop(room_id, None)
-        writer = self._listings.pop(room_id, None)
-        if writer is not None:
-            writer.close()
-        self.driver.remove(room_id)
-
-    def adopt(self, room_id: str, room: Room) -> None:
-        """Take back a room whose move failed: listed and renewed from here again."""
-        engine = room._gr
-        self.rooms[room_id] = room
-        if engine.listing is not None:
-            if self.lease is not None:
-                engine.listing.lease_expires_at = time.time() + self.lease
-            writer = self._listings[room_id] = ListingWriter(self.driver, engine.listing)
-            try:
-                writer.relist()
-            except Exception as exc:  # noqa: BLE001 - the heartbeat lists it again
-                log.warning("room %s: listing it again failed: %s", room_id, exc)
 
     # -- shutting down ------------------------------------------------------------------------------
     @property
@@ -486,86 +384,12 @@ class MatchMaker:
         return {"name": seat.name, "room_id": seat.room_id, "process_id": seat.process_id,
                 "session_id": seat.session_id, "public_address": seat.public_address}
 
-    def resync_listings(self) -> None:
-        """Write every local room's listing again (after a backend outage lost or staled them).
-        A room disposed meanwhile is not listed again (see greenroom/listings.py)."""
-        for writer in list(self._listings.values()):
-            if self.lease is not None:
-                writer.listing.lease_expires_at = time.time() + self.lease
-            writer.relist()
-
     def _reserve_local(self, room: Room, options: dict[str, Any]) -> SeatReservation | None:
         session_id = generate_id()
         if not room._gr.reserve_seat(session_id, options):
             return None
         return SeatReservation(room.room_name, room.room_id, self.process_id, session_id,
                                self.public_address)
-
-    def _create_room(self, definition: RoomDefinition, options: dict[str, Any], *,
-                     reserve: bool = False, room_id: str | None = None,
-                     restore: Callable[[Room], None] | None = None) -> tuple[Room, SeatReservation]:
-        """Create a room and, with ``reserve``, the creator's seat: taken before the room is
-        listed, so concurrent joiners cannot fill a room its creator then cannot enter.
-
-        A room moving here from an older worker (greenroom.migration) keeps its ``room_id``,
-        and ``restore(room)`` puts its state and clients back after ``on_create``, before it is
-        listed."""
-        room = definition.room_cls()
-        engine = _engine_of(room)
-        if room_id is None:
-            room_id = generate_id()
-            while room_id in self.rooms:
-                room_id = generate_id()
-        elif room_id in self.rooms:
-            raise MatchMakeError(f'room "{room_id}" already lives here', ErrorCode.MATCHMAKE_UNHANDLED)
-        engine.attach(self, room_id, definition.name, self.process_id, self.presence)
-        try:
-            engine.create(options)
-            if restore is not None:
-                restore(room)
-        except Exception as exc:
-            log.exception("room %s (%s): on_create raised", room_id, definition.name)
-            engine.discard()
-            raise MatchMakeError(str(exc) or type(exc).__name__, ErrorCode.APPLICATION_ERROR) from exc
-        engine.listing = RoomListing(
-            name=definition.name, room_id=room_id, process_id=self.process_id,
-            max_clients=room.max_clients, private=room.private, metadata=dict(room.metadata),
-            filters=definition.filters_for(options), public_address=self.public_address,
-            lease_expires_at=time.time() + self.lease if self.lease is not None else None)
-        writer = self._listings[room_id] = ListingWriter(self.driver, engine.listing)
-        seat = self._reserve_local(room, options) if reserve else None
-        if reserve and seat is None:
-            self._listings.pop(room_id, None)
-            engine.dispose()
-            raise MatchMakeError(f'room "{room_id}" has no free seat after creation',
-                                 ErrorCode.MATCHMAKE_INVALID_CRITERIA)
-        engine.listing.clients, engine.listing.locked = engine.seats_taken, room.locked
-        self._register(engine, writer)
-        self.rooms[room_id] = room
-        log.info("room %s (%s) created", room_id, definition.name)
-        return room, seat  # type: ignore[return-value]
-
-    def _register(self, engine: RoomEngine, writer: ListingWriter) -> None:
-        """List a new room; one that cannot be listed is disposed (on_dispose runs), never left
-        running where no matchmaker, shutdown or health check would see it."""
-        try:
-            writer.register()
-        except Exception as exc:
-            engine.dispose()
-            if isinstance(exc, PresenceUnavailable | DriverUnavailable):
-                raise  # 503 with the reason
-            log.warning("room %s (%s): could not be listed (%s: %s); disposed", engine.room_id,
-                        engine.name, type(exc).__name__, exc)
-            raise MatchMakeError(f"the room could not be listed: {exc}",
-                                 ErrorCode.MATCHMAKE_UNHANDLED) from exc
-
-
-def _engine_of(room: Room) -> RoomEngine:
-    engine = vars(room).get("_gr")
-    if not isinstance(engine, RoomEngine):
-        raise TypeError(f"{type(room).__name__}.__init__ must call super().__init__() "
-                        "(greenroom.Room keeps its machinery in self._gr)")
-    return engine
 
 
 def _wait_all(engines: list[RoomEngine], deadline: float) -> list[RoomEngine]:
