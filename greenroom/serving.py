@@ -130,6 +130,10 @@ class ClusterWorker:
         self.server = server
         self._done = Event()
         self._describe_process(server)
+        if self.spec.extra.get("restart"):  # the master replaced a worker that died: count it
+            from .metrics import record
+
+            record.active.worker_restarted()
         self.handoff = HandOff(self.spec.process_id, self.spec.run_dir, locate=self._locate,
                                on_exited=self._sibling_exited)
         server.registry.info.handoffs = self.handoff.counts
