@@ -53,7 +53,7 @@ def test_a_dead_workers_live_gauges_leave_as_with_mark_process_dead(tmp_path, mo
 
 
 def test_prepare_gives_the_workers_a_fresh_directory_in_the_run_dir(tmp_path, monkeypatch):
-    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.setenv(ENV, "")  # unset for greenroom, and restored to absent afterwards
     stale = tmp_path / "prometheus"
     stale.mkdir()
     (stale / "counter_1.db").write_bytes(b"old")
