@@ -6,6 +6,7 @@ tests/test_metrics_cluster.py."""
 import sys
 from queue import Queue
 
+import gevent
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -193,3 +194,55 @@ def stalled_socket(test, room_id):
     stalled = connect(client.room_url(seat))
     stalled.send(b"\x0a")  # the join ack; JOIN_ROOM itself stays unread
     return stalled
+
+
+def test_rpc_calls_and_timeouts_are_counted_by_method():
+    from prometheus_client import REGISTRY
+
+    from greenroom.metrics import record
+    from greenroom.presence import LocalPresence
+    from greenroom.presence.rpc import RPC, RemoteCallTimeout
+
+    record.enable()
+    presence = LocalPresence()
+    callee, caller = RPC(presence, "callee"), RPC(presence, "caller")
+    callee.register("add", lambda a, b: a + b)
+    callee.register("stall", lambda: gevent.sleep(5))
+    callee.start()
+
+    def count(metric, method):
+        return REGISTRY.get_sample_value(metric, {"method": method}) or 0
+
+    before = {(m, k): count(m, k) for m in ("greenroom_rpc_calls_total",
+                                             "greenroom_rpc_timeouts_total") for k in ("add", "stall")}
+    try:
+        assert caller.call("callee", "add", 2, 3, timeout=5) == 5
+        with pytest.raises(RemoteCallTimeout):
+            caller.call("callee", "stall", timeout=0.1)
+    finally:
+        caller.close()
+        callee.close()
+    moved = {key: count(*key) - was for key, was in before.items()}
+    assert moved == {("greenroom_rpc_calls_total", "add"): 1, ("greenroom_rpc_calls_total", "stall"): 1,
+                     ("greenroom_rpc_timeouts_total", "add"): 0,
+                     ("greenroom_rpc_timeouts_total", "stall"): 1}
+
+
+def test_a_stopped_redis_counts_backend_errors(greenroom_boot, redis_server):
+    redis_server.start()
+    server = Server(redis_url=redis_server.url, metrics=Metrics())
+    server.define("game", type("GameRoom", (Game,), {"left": Queue()}))
+    test = greenroom_boot(server)
+    before = scrape(test)
+    redis_server.stop()
+    try:
+        assert test.post("/matchmake/joinOrCreate/game", {}).status == 503
+        after = scrape(test)
+    finally:
+        redis_server.start()
+    errors = sum(delta(before, after, "greenroom_backend_errors_total", backend=backend)
+                 for backend in ("presence", "driver"))
+    assert errors >= 1
+    assert value(after, "greenroom_listings_up") == 0  # the scrape itself could not read them
+    assert delta(before, after, "greenroom_join_failures_total", method="joinOrCreate",
+                 code="503") == 1

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 from cluster_process import Cluster
 from prometheus_client.parser import text_string_to_metric_families
-from test_cluster import join_many, leave_all, rooms_by_worker
+from test_cluster import echo_ok, join_many, leave_all, rooms_by_worker
 
 from greenroom.client import Client
 
@@ -52,6 +52,12 @@ def test_every_worker_answers_the_sum_of_all_and_a_dead_one_leaves_the_gauges(cl
         assert value(samples, "greenroom_clients", name="table") == 16
         assert value(samples, "greenroom_joins_total", name="table") == 16
         assert value(samples, "greenroom_worker_restarts_total") == 0
+
+    for room in rooms:
+        assert echo_ok(room, "counted")
+    # each client's join ack and echo, in whichever worker; flushed to the files within a second
+    wait_until(lambda: value(scrape(cluster), "greenroom_messages_received_total",
+                             name="table") == 2 * 16, 5)
 
     # the hand-offs each worker reports in /health, added up, are what /metrics says
     def handoffs_agree():

@@ -18,6 +18,7 @@ from collections import Counter as Tally
 from collections.abc import Iterator
 from typing import Any
 
+from . import record
 from .families import families
 from .multiprocess import directory
 
@@ -84,6 +85,7 @@ class MetricsRoute:
             body = b"not found\n"
             return "404 Not Found", [("Content-Type", "text/plain"),
                                      ("Content-Length", str(len(body)))], body
+        record.active.flush()
         if directory() is not None:
             from prometheus_client import multiprocess
 
