@@ -37,4 +37,4 @@ class ChatRoom(Room):
 
 server = Server()
 server.define("chat", ChatRoom).filter_by("channel")
-application = server.wsgi_app  # for gunicorn: gunicorn -k greenroom.web.gunicorn_worker.GeventWebSocketWorker
+application = server.wsgi_app  # gunicorn -c python:greenroom.gunicorn.conf -w 4 (README, "Under gunicorn")

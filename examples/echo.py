@@ -65,4 +65,4 @@ class EchoRoom(Room):
 
 server = Server()
 server.define("echo", EchoRoom)
-application = server.wsgi_app  # for gunicorn: gunicorn -k greenroom.web.gunicorn_worker.GeventWebSocketWorker
+application = server.wsgi_app  # gunicorn -c python:greenroom.gunicorn.conf -w 4 (README, "Under gunicorn")

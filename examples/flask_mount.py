@@ -2,7 +2,7 @@
 
     pip install flask
     greenroom serve examples/flask_mount.py:server        # greenroom serves both
-    gunicorn -k greenroom.web.gunicorn_worker.GeventWebSocketWorker examples.flask_mount:application
+    gunicorn -c python:greenroom.gunicorn.conf -w 3 --chdir examples flask_mount:application
 
 Matchmaking (``/matchmake/...``), room sockets and ``/health`` go to greenroom; every other
 request goes to Flask.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -34,11 +35,25 @@ log = logging.getLogger("greenroom.server")
 _servers: weakref.WeakSet[Server] = weakref.WeakSet()
 
 
+def servers() -> list[Server]:
+    """Every Server built in this process (a host such as the gunicorn worker looks for its own)."""
+    return list(_servers)
+
+
 def shutdown_all(timeout: float = 10.0) -> None:
     """Gracefully shut down every Server of this process (see ``Server.shutdown``)."""
     servers = list(_servers)
     greenlets = [gevent.spawn(server.shutdown, timeout) for server in servers]
     gevent.joinall(greenlets, timeout=timeout + 1)
+
+
+def _fix_stock_gunicorn_worker() -> None:
+    """Under gevent-websocket's own gunicorn worker, its handler builds the stock WebSocket,
+    which greenroom cannot serve: make it build greenroom's (the worker serves this app only)."""
+    if "geventwebsocket.gunicorn.workers" in sys.modules:
+        from .web.wsfixes import apply
+
+        apply(patch_stock_handler=True)
 
 
 def _backends(presence: Any, driver: Driver | None, redis_url: str | None,
@@ -112,6 +127,7 @@ class Server:
                  placement: Any = None) -> None:
         from .presence.local import LocalPresence
 
+        _fix_stock_gunicorn_worker()
         self.presence, self.driver = _backends(presence, driver, redis_url, mongo_uri)
         self.public_address = public_address or os.environ.get("GREENROOM_PUBLIC_ADDRESS") or None
         self.distributed = not isinstance(self.presence, LocalPresence)

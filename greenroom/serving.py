@@ -12,7 +12,7 @@ Signals: TERM/INT graceful shutdown (clients closed with 4001), QUIT fast exit, 
 with their clients, exit when none is left or ``graceful_timeout`` has passed).
 
 The module imports only the standard library at import time: the master imports it in the child
-before anything is patched. gunicorn integration can reuse :class:`ClusterWorker`.
+before anything is patched. What a worker shares with a gunicorn worker is in greenroom.member.
 """
 
 from __future__ import annotations
@@ -97,13 +97,13 @@ def _load(spec: WorkerSpec) -> Any:
 
 
 class ClusterWorker:
-    """One worker of a cluster: its Server, its listeners, its hand-off endpoint, its signals."""
+    """One worker of a cluster: its Server, its listeners, its group membership, its signals."""
 
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
         self.server: Any = None
         self.wsgi_servers: list[Any] = []
-        self.handoff: Any = None
+        self.member: Any = None
         self._heartbeat: Any = None
         self._done: Any = None
         self._retiring = False
@@ -125,45 +125,31 @@ class ClusterWorker:
     def serve(self, server: Any, listeners: list[Any]) -> int:
         from gevent.event import Event
 
-        from .web.handoff import HandOff
+        from .member import ClusterMember
 
         self.server = server
         self._done = Event()
-        self._describe_process(server)
         if self.spec.extra.get("restart"):  # the master replaced a worker that died: count it
             from .metrics import record
 
             record.active.worker_restarted()
-        self.handoff = HandOff(self.spec.process_id, self.spec.run_dir, locate=self._locate,
-                               on_exited=self._sibling_exited)
-        server.registry.info.handoffs = self.handoff.counts
-        server.health_sections["cluster"] = self.cluster_health
+        self.member = ClusterMember(server, self.spec.process_id, self.spec.run_dir,
+                                    self.spec.generation)
         first, *others = listeners
         # The hand-off is attached before a listener accepts: a room socket taken in between
         # would be served here although its room lives in a sibling (seen on HUP: 524).
         self.wsgi_servers = [server.listen(listener=first, log_requests=self.spec.access_log,
-                                           prepare=self._prepare)]
-        if not self.spec.public_address:
-            # listen() advertises the bound address for processes on separate ports; the workers
-            # of a cluster share the address the client already used (path prefix included).
-            server.set_public_address(None)
+                                           prepare=self.member.prepare)]
+        self.member.share_address()
         for listener in others:
-            self.wsgi_servers.append(self._extra_server(server, listener, self._prepare))
+            self.wsgi_servers.append(self._extra_server(server, listener, self.member.prepare))
         self._install_signals()
-        self.handoff.serve(self.wsgi_servers[0])  # last: the endpoint tells the master we serve
+        self.member.open(self.wsgi_servers[0])  # last: the endpoint tells the master we serve
         os.write(self.spec.wake_fd, b"B")
         log.info("worker %s (pid %d) of generation %d serving", self.spec.process_id,
                  os.getpid(), self.spec.generation)
         self._done.wait()
         return 0
-
-    def _describe_process(self, server: Any) -> None:
-        info = server.registry.info
-        info.cluster, info.generation = self.spec.cluster, self.spec.generation
-
-    def _prepare(self, wsgi_server: Any) -> None:
-        wsgi_server.max_accept = _accept_per_wakeup()
-        wsgi_server.handoff = self.handoff
 
     @staticmethod
     def _extra_server(server: Any, listener: Any,
@@ -186,34 +172,6 @@ class ClusterWorker:
             gevent.signal_handler(sig, self.shutdown, sig)
         gevent.signal_handler(signal.SIGQUIT, self.quit)
         gevent.signal_handler(signal.SIGUSR2, self.retire)
-
-    # -- serving -----------------------------------------------------------------------------
-    def _locate(self, room_id: str) -> str | None:
-        listing = self.server.driver.get(room_id)
-        return listing.process_id if listing is not None and not listing.is_expired() else None
-
-    def _sibling_exited(self, process_id: str) -> None:
-        """The master reports a sibling's exit: its listings go now, not at the lease's end."""
-        try:
-            self.server.registry.forget(process_id)
-            forget = getattr(self.server.matchmaker.placement, "forget", None)
-            if forget is not None:
-                forget(process_id)
-        except Exception as exc:  # noqa: BLE001 - the leases remove them later anyway
-            log.warning("could not remove the listings of exited process %s: %s", process_id, exc)
-
-    def cluster_health(self) -> dict[str, Any]:
-        """The whole cluster as the registry shows it: every worker of this master."""
-        processes = [p for p in self.server.registry.alive_processes() if p.cluster == self.spec.cluster]
-        workers = [{"processId": p.process_id, "pid": p.pid, "generation": p.generation,
-                    "state": p.state, "rooms": p.rooms, "clients": p.ccu,
-                    "handoffs": p.handoffs or {}} for p in sorted(processes, key=lambda p: p.process_id)]
-        totals = {key: sum(w["handoffs"].get(key, 0) for w in workers)
-                  for key in ("sent", "received", "failed")}
-        return {"id": self.spec.cluster, "generation": self.spec.generation,
-                "handoffs": dict(self.handoff.counts),
-                "handoffLatencyMs": self.handoff.latency(), "workersAlive": len(workers),
-                "workers": workers, "handoffsTotal": totals}
 
     # -- stopping ------------------------------------------------------------------------------
     def stop_accepting(self) -> None:
@@ -244,16 +202,9 @@ class ClusterWorker:
             return
         self._retiring = True
         self.stop_accepting()
-        rooms = list(self.server.matchmaker.rooms.values())
+        rooms = self.member.start_draining()
         log.info("worker %s retiring: %d room(s) keep their clients until they dispose or %gs "
                  "pass", self.spec.process_id, len(rooms), self.spec.graceful_timeout)
-        for room in rooms:
-            room._gr.post(room.lock)  # no new seats; reconnections still reach it
-        self.server.registry.info.state = "draining"
-        try:
-            self.server.registry.beat()  # placements elsewhere skip us from now on
-        except Exception as exc:  # noqa: BLE001
-            log.warning("worker %s: could not announce its retirement: %s", self.spec.process_id, exc)
         deadline = time.monotonic() + self.spec.graceful_timeout
         while self.server.matchmaker.rooms and time.monotonic() < deadline:
             gevent.sleep(0.25)
@@ -261,13 +212,6 @@ class ClusterWorker:
         self._finish()
 
     def _finish(self) -> None:
-        if self.handoff is not None:
-            self.handoff.close()
+        if self.member is not None:
+            self.member.close()
         self._done.set()
-
-
-def _accept_per_wakeup() -> int:
-    from .cluster.listeners import ACCEPT_PER_WAKEUP
-
-    raw = os.environ.get("GREENROOM_MAX_ACCEPT")
-    return int(raw) if raw else ACCEPT_PER_WAKEUP

@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from typing import Any
@@ -24,15 +25,18 @@ APP = os.path.join("tests", "apps", "cluster.py") + ":server"
 
 class Cluster:
     def __init__(self, workers: int = 2, *extra: str, target: str = APP,
-                 env: dict[str, str] | None = None, port: int | None = None) -> None:
+                 env: dict[str, str] | None = None, port: int | None = None,
+                 command: list[str] | None = None) -> None:
         self.port = port or free_port()
         self.endpoint = f"ws://127.0.0.1:{self.port}"
         self.http = f"http://127.0.0.1:{self.port}"
         self.lines: list[str] = []
         self._changed = gevent.event.Event()
+        if command is None:
+            command = [*greenroom_command(), "serve", target, "--workers", str(workers),
+                       "--bind", f"127.0.0.1:{self.port}", *extra]
         self.proc = subprocess.Popen(
-            [*greenroom_command(), "serve", target, "--workers", str(workers),
-             "--bind", f"127.0.0.1:{self.port}", *extra],
+            command,
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         self._reader = gevent.spawn(self._read)
@@ -103,3 +107,23 @@ class Cluster:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(10)
+
+
+class Gunicorn(Cluster):
+    """``gunicorn -k greenroom.gunicorn.Worker -w N`` for real (its access log on stderr too)."""
+
+    #: What each greenroom worker logs once it serves (greenroom.gunicorn.worker).
+    SERVING = r"of generation \d+ serving"
+
+    def __init__(self, workers: int = 3, *extra: str, app: str = "cluster:application",
+                 conf: bool = True, env: dict[str, str] | None = None) -> None:
+        port = free_port()
+        command = [sys.executable, "-m", "gunicorn", "-w", str(workers),
+                   "--bind", f"127.0.0.1:{port}", "--chdir", os.path.join(ROOT, "tests", "apps"),
+                   "--no-control-socket",  # gunicorn 27 otherwise shares ~/.gunicorn/gunicorn.ctl
+                   *(["-c", "python:greenroom.gunicorn.conf"] if conf else []), *extra, app]
+        super().__init__(workers, env=env, port=port, command=command)
+
+    def wait_serving(self, workers: int, timeout: float = 30.0, count: int | None = None) -> None:
+        self.wait_for_log(self.SERVING, count or workers, timeout)
+        wait_until(lambda: self.alive_workers() == workers, timeout)

@@ -14,6 +14,7 @@ from ..presence import PresenceUnavailable
 from ..protocol.dialect import Dialect
 from . import http
 from .socket import serve_ping_socket, serve_room_socket
+from .websocket import WebSocket
 
 log = logging.getLogger("greenroom.web")
 
@@ -117,10 +118,19 @@ class GreenroomApp:
         return not segments or "/" + "/".join(segments) in self.dialects
 
     def _socket(self, environ: dict[str, Any], ws: Any, segments: list[str]) -> list[bytes]:
+        if not isinstance(ws, WebSocket):
+            log.error("a WebSocket of class %s.%s reached greenroom, which needs its own (close "
+                      "codes, size limits, send backlog): serve with greenroom.web.wsfixes.Handler "
+                      "or the worker greenroom.gunicorn.Worker, or call "
+                      "greenroom.web.wsfixes.apply(patch_stock_handler=True) before serving",
+                      type(ws).__module__, type(ws).__name__)
+            ws.close(1011, b"server misconfigured")
+            return []
         if len(segments) < 2:
             serve_ping_socket(ws)
         else:
-            serve_room_socket(self.matchmaker, environ, ws, segments[-1], self.dialect_for(segments[:-2]))
+            serve_room_socket(self.matchmaker, environ, ws, segments[-1],
+                              self.dialect_for(segments[:-2]), segments[-2])
         return []
 
     def _health(self, environ: dict[str, Any]) -> http.Response:

@@ -29,6 +29,7 @@ from ..protocol.codes import CloseCode, Code, ErrorCode
 from ..protocol.dialect import Dialect
 from ..protocol.msgpackr import PayloadError
 from ..session import Client
+from . import misrouted
 from .request import RequestInfo
 from .wsfixes import MessageTooBig
 
@@ -145,7 +146,7 @@ def serve_ping_socket(ws: Any) -> None:
 
 
 def serve_room_socket(matchmaker: MatchMaker, environ: dict[str, Any], ws: Any, room_id: str,
-                      dialect: Dialect) -> None:
+                      dialect: Dialect, process_id: str = "") -> None:
     request = RequestInfo.from_environ(environ)
     session_id = request.query.get("sessionId", "")
     token = request.query.get("reconnectionToken") or None
@@ -155,8 +156,10 @@ def serve_room_socket(matchmaker: MatchMaker, environ: dict[str, Any], ws: Any, 
     transport = MeteredTransport(ws, meter) if meter.enabled else WebSocketTransport(ws)
     client = Client(transport, session_id, dialect=dialect, request=request)
     if engine is None or not session_id:
-        _refuse(client, room_id, ErrorCode.MATCHMAKE_EXPIRED,
-                "reconnection token invalid or expired." if token else "seat reservation expired.",
+        message = "reconnection token invalid or expired." if token else "seat reservation expired."
+        if engine is None:
+            message = misrouted.explain(matchmaker, process_id) or message
+        _refuse(client, room_id, ErrorCode.MATCHMAKE_EXPIRED, message,
                 CloseCode.FAILED_TO_RECONNECT if token else CloseCode.WITH_ERROR)
         return
     settings = engine.connection_settings()

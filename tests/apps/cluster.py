@@ -39,3 +39,4 @@ class Table(Room):
 server = Server(dialects={"/v18": "v5"}, heartbeat=0.5, lease=2.0, rpc_timeout=2.0)
 server.define("table", Table)
 server.define("echo", EchoRoom)
+application = server.wsgi_app  # gunicorn: tests/apps/cluster.py exposes both
