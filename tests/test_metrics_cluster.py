@@ -84,3 +84,33 @@ def test_every_worker_answers_the_sum_of_all_and_a_dead_one_leaves_the_gauges(cl
     for room in doomed:
         room.wait_closed(5)
     leave_all(survivors)
+
+
+def test_under_gunicorn_too_every_worker_answers_the_sum_and_a_killed_one_leaves(tmp_path):
+    from cluster_process import Gunicorn
+
+    server = Gunicorn(2, env={"GREENROOM_METRICS_PATH": "/metrics"})
+    try:
+        server.wait_serving(2)
+        client = Client(server.endpoint)
+        rooms = join_many(client, 16)
+        by_worker = rooms_by_worker(rooms)
+        assert len(by_worker) == 2, "every room landed on one worker"
+        for _ in range(6):
+            samples = scrape(server)
+            assert value(samples, "greenroom_rooms", name="table") == len({r.room_id for r in rooms})
+            assert value(samples, "greenroom_clients", name="table") == 16
+        victim, _ = sorted(by_worker.items())[0]
+        survivors = [room for room in rooms if room.reservation.process_id != victim]
+        pid = next(w["pid"] for w in server.workers() if w["processId"] == victim)
+        os.kill(pid, signal.SIGKILL)
+        server.wait_for_log(rf"worker {victim} exited: its listings were removed")  # child_exit ran
+        gone = scrape(server)
+        assert value(gone, "greenroom_rooms", name="table") == len({r.room_id for r in survivors})
+        assert value(gone, "greenroom_clients", name="table") == len(survivors)
+        server.wait_serving(2, count=3)  # replaced (a stop during its boot would wait 30 s)
+        assert value(scrape(server), "greenroom_rooms", name="table") == len(
+            {r.room_id for r in survivors})
+        leave_all(survivors)
+    finally:
+        server.stop()
