@@ -28,6 +28,7 @@ from .clock import Clock, Timer
 from .errors import SeatReservationError
 from .inbox import Inbox, InboxClosed
 from .membership import SEAT_EXPIRED, TOKEN_EXPIRED, Membership
+from .metrics import record
 from .phase import Phase
 from .protocol import frames
 from .protocol.codes import CloseCode
@@ -88,6 +89,9 @@ class RoomEngine(Membership):
         self._subscriptions: list[tuple[str, Callable[[Any], None]]] = []
         self._awaiting_ack: dict[Client, Timer] = {}
         self.options: dict[str, Any] = {}
+        #: This room name's figures (greenroom.metrics.record); counts nothing while metrics are off.
+        self.meter: record.RoomMeter = record.OFF
+        self._metered_clients = 0  # what this room added to the clients gauge
 
     # == the line of execution ===================================================================
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -121,6 +125,8 @@ class RoomEngine(Membership):
         self.clock = Clock(self.post)
         self.seats = Seats(room_id, self.clients, self.clock, self._seat_expired)
         self.phase = Phase.RUNNING
+        self.meter = record.active.room(name)
+        self.meter.opened()
         self.reset_patch_timer()
 
     def create(self, options: dict[str, Any]) -> None:
@@ -301,11 +307,15 @@ class RoomEngine(Membership):
         if not serializer.has_changes():
             return
         joined = [c for c in self.clients if c.state is ClientState.JOINED]
+        meter = self.meter
+        started = time.perf_counter() if meter.enabled else 0.0
         try:
             patches = serializer.encode_patches(joined)
         except Exception:
             log.exception("room %s (%s): cannot encode the state patch", self.room_id, self.name)
             return
+        if meter.enabled:
+            meter.patch(time.perf_counter() - started, [len(body) for _, body in patches])
         for group, body in patches:
             frame = frames.PATCH + body
             for client in group:
@@ -350,6 +360,10 @@ class RoomEngine(Membership):
         self._release_resources()
 
     def _release_resources(self) -> None:
+        meter, self.meter = self.meter, record.OFF  # idempotent: a room is counted out once
+        meter.clients(-self._metered_clients)
+        self._metered_clients = 0
+        meter.closed()
         if self.clock is not None:
             self.clock.close()
         for channel, deliver in self._subscriptions:

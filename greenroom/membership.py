@@ -24,6 +24,7 @@ from .session import DEFAULT_QUEUE_LIMIT, Client, ClientState
 
 if TYPE_CHECKING:
     from .clock import Clock, Timer
+    from .metrics.record import RoomMeter
     from .serializer import Serializer
 
 log = logging.getLogger("greenroom.room")
@@ -45,6 +46,8 @@ class Membership:
     locked: bool
     locked_full: bool
     _awaiting_ack: dict[Client, Timer]
+    meter: RoomMeter
+    _metered_clients: int
 
     if TYPE_CHECKING:
         def post(self, fn: Callable[..., Any], *args: Any) -> None: ...
@@ -87,6 +90,7 @@ class Membership:
     def _admit(self, client: Client, options: dict[str, Any], skip_handshake: bool) -> Client:
         client.room = self.room
         client.queue_limit = self.room.send_backlog or DEFAULT_QUEUE_LIMIT
+        client.on_overflow = self.meter.backlog_dropped
         self.clients.append(client)  # counts as a seat from here on
         try:
             client.auth = self._authenticate(client, options)
@@ -229,6 +233,7 @@ class Membership:
             self._run_handler("on_drop", self.room.on_drop, client, code, client=client)
             if client.state is ClientState.RECONNECTING:  # allow_reconnection holds its seat
                 self.clients.remove(client)
+                self._count_clients()
                 return
         self._leave(client, consented)
 
@@ -262,6 +267,7 @@ class Membership:
         self._maybe_dispose()
 
     def _seat_expired(self) -> None:
+        self.meter.reservation_expired()
         self._seats_changed()
         self._maybe_dispose()
 
@@ -271,4 +277,12 @@ class Membership:
         self.locked_full = not seats.has_free(self.room.max_clients)
         # Both, always: listing writes are ordered, so the last one is the truth.
         self.sync_listing(clients=seats.taken, locked=self.locked)
+        self._count_clients()
+
+    def _count_clients(self) -> None:
+        """Bring the clients gauge to this room's sockets (it moves by the difference)."""
+        delta = len(self.clients) - self._metered_clients
+        if delta:
+            self._metered_clients += delta
+            self.meter.clients(delta)
 

@@ -129,6 +129,10 @@ class ClusterWorker:
 
         self.server = server
         self._done = Event()
+        if self.spec.extra.get("restart"):  # the master replaced a worker that died: count it
+            from .metrics import record
+
+            record.active.worker_restarted()
         self.member = ClusterMember(server, self.spec.process_id, self.spec.run_dir,
                                     self.spec.generation)
         first, *others = listeners

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from enum import Enum
 from typing import Any, Protocol
 
@@ -65,6 +66,8 @@ class Client:
         self.room: RoomRef | None = None
         #: Bytes that may wait for the join acknowledgement; past it the client is dropped.
         self.queue_limit: int = DEFAULT_QUEUE_LIMIT
+        #: Told when the client is dropped for overflowing that limit (the room's metrics).
+        self.on_overflow: Callable[[], None] | None = None
         self._queued: deque[bytes] = deque()
         self._queued_bytes = 0
         self._overflowed = False
@@ -105,6 +108,8 @@ class Client:
                  "connection dropped", self.session_id, self._queued_bytes, self.queue_limit)
         self._overflowed = True
         self.clear_queue()
+        if self.on_overflow is not None:
+            self.on_overflow()
         self.terminate()
 
     def clear_queue(self) -> None:

@@ -23,6 +23,7 @@ import signal
 import time
 from collections import deque
 
+from ..metrics.multiprocess import prepare_multiprocess, process_exited
 from . import handoff
 from .children import describe_status
 from .config import WORKER_BOOT_ERROR, ClusterConfig, WorkerSpec
@@ -80,6 +81,7 @@ class Master:
         self.run_dir = ""
         self.reloading_from: int | None = None  # the generation a reload is replacing
         self.exits: deque[tuple[str, float]] = deque()  # processIds to report to a live worker
+        self.restarts_due = 0  # workers that exited unexpectedly, not yet replaced
         self.sender = handoff.Sender(timeout=1.0)
         self.signal_queue: deque[int] = deque(maxlen=8)
         self._wake_r = self._wake_w = -1
@@ -123,6 +125,7 @@ class Master:
         for sig in self.SIGNALS:
             signal.signal(sig, self._queue_signal)
         self.run_dir = make_run_dir(self.cluster, self.config.run_dir_parent)
+        prepare_multiprocess(self.run_dir)  # the workers' metrics add up (greenroom.metrics)
         self.listeners = [Listener.bind(address) for address in self.config.binds]
         if not self.redis_url:
             self.redis = EmbeddedRedis(self.run_dir)
@@ -222,6 +225,7 @@ class Master:
 
     def worker_exited(self, worker: Worker, status: int) -> None:
         worker.heartbeat.close()
+        process_exited(worker.pid)
         try:
             os.unlink(worker.endpoint)  # a sibling's next hand-off to it is refused at once
         except FileNotFoundError:
@@ -236,6 +240,8 @@ class Master:
             os.WIFEXITED(status) and os.WEXITSTATUS(status) == WORKER_BOOT_ERROR)
         if failed_boot:
             self.worker_failed_to_boot(worker, how)
+        elif worker.state is not WorkerState.RETIRING and worker.generation == self.generation:
+            self.restarts_due += 1  # spawn_missing_workers replaces it; the new one counts that
 
     def worker_failed_to_boot(self, worker: Worker, how: str) -> None:
         if self.reloading_from is not None and worker.generation == self.generation:
@@ -369,15 +375,18 @@ class Master:
         process_id = str(ProcessName(self.cluster, self.generation, self.serial))
         heartbeat = Heartbeat(self.run_dir)
         endpoint = endpoint_path(self.run_dir, process_id)
+        restart = self.restarts_due > 0
+        if restart:
+            self.restarts_due -= 1
         pid = os.fork()
         if pid == 0:
-            self._become_worker(process_id, heartbeat)
+            self._become_worker(process_id, heartbeat, restart)
         worker = Worker(pid, process_id, self.generation, self.serial, heartbeat, endpoint)
         self.workers[pid] = worker
         log.info("booting worker %s of generation %d", worker.describe(), self.generation)
         return worker
 
-    def _become_worker(self, process_id: str, heartbeat: Heartbeat) -> None:
+    def _become_worker(self, process_id: str, heartbeat: Heartbeat, restart: bool) -> None:
         spec = WorkerSpec(
             target=self.config.target, process_id=process_id, cluster=self.cluster,
             generation=self.generation, run_dir=self.run_dir,
@@ -385,7 +394,8 @@ class Master:
             heartbeat_fd=heartbeat.fd, wake_fd=self._wake_w, timeout=self.config.timeout,
             graceful_timeout=self.config.graceful_timeout, access_log=self.config.access_log,
             redis_url=self.redis_url, mongo_uri=self.config.mongo_uri,
-            public_address=self.config.public_address, migrate=self.config.migrate)
+            public_address=self.config.public_address, migrate=self.config.migrate,
+            extra={"restart": restart})
         others = [w.heartbeat.fd for w in self.workers.values()] + [self._wake_r]
         become_worker(self.config.worker_entry, spec, others)
 
@@ -430,4 +440,5 @@ class Master:
             worker = self.workers.pop(pid, None)
             if worker is not None:
                 worker.heartbeat.close()
+                process_exited(pid)
                 log.info("worker %s exited (%s)", worker.describe(), describe_status(status))

@@ -37,6 +37,7 @@ import mongoengine as me
 from pymongo.errors import ConnectionFailure, DuplicateKeyError
 from pymongo.uri_parser import parse_uri
 
+from ..metrics import record
 from ..presence import redact_url
 from .base import Driver, DriverUnavailable, SortSpec
 from .listing import RoomListing
@@ -160,6 +161,7 @@ class MongoDriver(Driver):
         try:
             yield
         except ConnectionFailure as exc:
+            record.active.backend_error("driver")
             raise DriverUnavailable(
                 f"MongoDB at {self.safe_url} unavailable ({what}): {exc}"
             ) from exc

@@ -29,6 +29,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from ..metrics import record
 from ..presence import redact_url
 from ..redis_options import pool_options
 from .base import Driver, DriverUnavailable, SortSpec
@@ -333,6 +334,7 @@ class RedisDriver(Driver):
         try:
             yield
         except _REDIS_DOWN as exc:
+            record.active.backend_error("driver")
             raise DriverUnavailable(
                 f"Redis at {self.safe_url} unavailable ({what}): {exc}"
             ) from exc

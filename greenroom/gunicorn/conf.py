@@ -8,10 +8,13 @@ gunicorn config imports the hooks it wants::
 
 * ``on_starting``: with more than one worker and no ``GREENROOM_REDIS_URL``, start a private
   redis-server (the ``redis-embedded`` extra) on a Unix socket of the run dir before any fork,
-  so that every worker shares presence and listings.
+  so that every worker shares presence and listings; and give the workers one Prometheus
+  multiprocess directory there, so that /metrics on any worker is the sum of all
+  (greenroom.metrics.multiprocess).
 * ``pre_fork``: start it again if it died.
-* ``child_exit``: a worker that exited (killed, crashed, replaced) has its listings removed at
-  once by a sibling, instead of when their lease runs out.
+* ``child_exit``: a worker that exited (killed, crashed, replaced) leaves the metrics' live
+  gauges at once, and has its listings removed at once by a sibling, instead of when their
+  lease runs out.
 * ``on_exit``: stop the redis-server, remove the run dir.
 
 The hooks run in gunicorn's master, which never imports gevent or redis-py.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..metrics.multiprocess import prepare_multiprocess, process_exited
 from . import deployment
 from .logs import route_greenroom_logs
 
@@ -33,6 +37,7 @@ worker_class = "greenroom.gunicorn.Worker"
 def on_starting(server: Any) -> None:
     route_greenroom_logs(server.log)
     state = deployment.current()
+    prepare_multiprocess(state.run_dir)
     if server.cfg.workers > 1 and not _redis_configured():
         url = state.start_redis()
         server.log.info("greenroom: %d workers share the embedded redis-server at %s (cluster %s)",
@@ -46,6 +51,7 @@ def pre_fork(server: Any, worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
+    process_exited(worker.pid)
     process_id = getattr(worker, "process_id", None)
     if process_id is None:
         return  # not a greenroom worker

@@ -29,6 +29,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from .. import keepalive
+from ..metrics import record
 from ..redis_options import pool_options
 from ..urls import redact_url
 from .base import Listener, Presence, PresenceUnavailable
@@ -134,6 +135,7 @@ class RedisPresence(Presence):
         try:
             yield
         except _REDIS_DOWN as exc:
+            record.active.backend_error("presence")
             raise PresenceUnavailable(
                 f"Redis at {self.safe_url} unavailable ({what}): {exc}"
             ) from exc
@@ -161,6 +163,7 @@ class RedisPresence(Presence):
                 self._send_subscribe(channel)
             except _REDIS_DOWN as exc:
                 self._forget(channel, callback)
+                record.active.backend_error("presence")
                 raise PresenceUnavailable(
                     f"Redis at {self.safe_url} unavailable (subscribe {channel!r}): {exc}"
                 ) from exc
@@ -180,6 +183,7 @@ class RedisPresence(Presence):
             return  # the reader cannot wait for a reply only it can read
         if not confirmed.wait(self._subscribe_timeout):
             self._forget(channel, callback)
+            record.active.backend_error("presence")
             raise PresenceUnavailable(
                 f"Redis at {self.safe_url} did not confirm SUBSCRIBE {channel!r} within "
                 f"{self._subscribe_timeout:g}s"

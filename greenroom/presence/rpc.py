@@ -23,6 +23,7 @@ from typing import Any
 import gevent
 import gevent.event
 
+from ..metrics import record
 from .base import Presence
 
 log = logging.getLogger(__name__)
@@ -175,6 +176,7 @@ class RPC:
         """
         self.start()
         timeout = self.timeout if timeout is None else timeout
+        record.active.rpc_call(method)
         call_id = uuid.uuid4().hex
         waiter: gevent.event.AsyncResult = gevent.event.AsyncResult()
         self._pending[call_id] = waiter
@@ -193,6 +195,7 @@ class RPC:
             if receivers == 0:
                 raise RemoteProcessGone(process_id, method)
             if not waiter.wait(timeout):
+                record.active.rpc_timeout(method)
                 raise RemoteCallTimeout(process_id, method, timeout)
             reply = waiter.get()
         finally:

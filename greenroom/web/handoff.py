@@ -29,6 +29,7 @@ import gevent
 
 from ..cluster import handoff as channel
 from ..cluster.naming import ProcessName, endpoint_path
+from ..metrics import record
 
 __all__ = ["HandOff"]
 
@@ -124,6 +125,7 @@ class HandOff:
         if moved is not None and self._send(handler, moved):
             return True
         self.counts["failed"] += 1
+        record.active.handoff("failed")
         log.info("socket for room %s of %s: that worker is gone; refused here", room_id, process_id)
         return False
 
@@ -158,6 +160,7 @@ class HandOff:
             log.warning("hand-off to %s failed: %s", path, exc)
             return False
         self.counts["sent"] += 1
+        record.active.handoff("sent")
         handler.handed_off = True
         handler.close_connection = True
         handler.socket = None  # pywsgi's clean-up would read from the socket the owner now has
@@ -211,6 +214,7 @@ class HandOff:
             return
         sock = socket.socket(fileno=message.fd)
         self.counts["received"] += 1
+        record.active.handoff("received")
         gevent.spawn(self._serve_adopted, sock, message.address, message.body, message.sent_at)
 
     def _serve_adopted(self, sock: socket.socket, address: Any, replay: bytes, sent_at: float) -> None:

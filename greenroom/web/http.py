@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
 from ..errors import GreenroomError
 from ..matchmaker import MatchMaker
+from ..metrics import record
 from ..protocol.codes import ErrorCode
 
 log = logging.getLogger("greenroom.http")
@@ -84,24 +86,40 @@ class MatchmakeRoute:
             return error_response(environ, 405, "matchmaking requests must be POST")
         handler = self.methods.get(method)
         if handler is None:
-            return self._fail(environ, method, target, ErrorCode.MATCHMAKE_NO_HANDLER,
+            return self._fail(environ, "invalid", target, ErrorCode.MATCHMAKE_NO_HANDLER,
                               f'invalid method "{method}"')
         body = self._read_json(environ)
         if isinstance(body, tuple):
             return self._fail(environ, method, target, *body)
+        started = time.perf_counter()
         try:
             seat = handler(target, body)
         except GreenroomError as exc:
-            return self._fail(environ, method, target, exc.code, exc.message)
+            return self._fail(environ, method, target, exc.code, exc.message, started)
         except Exception:
             log.exception("matchmake %s/%s: unhandled error", method, target)
+            self._count_failure(method, ErrorCode.MATCHMAKE_UNHANDLED, started)
             return error_response(environ, ErrorCode.MATCHMAKE_UNHANDLED, "internal matchmaking error")
+        recorder = record.active
+        recorder.matchmaking(method, time.perf_counter() - started)
+        recorder.joined(seat.name)
         return json_response(environ, 200, seat.to_json())
 
-    def _fail(self, environ: dict[str, Any], method: str, target: str, code: int, message: str) -> Response:
+    def _fail(self, environ: dict[str, Any], method: str, target: str, code: int, message: str,
+              started: float | None = None) -> Response:
         log.info("matchmake %s/%s from %s -> %d %s", method, target,
                  environ.get("REMOTE_ADDR", "?"), code, message)
+        self._count_failure(method, code, started)
         return error_response(environ, code, message)
+
+    @staticmethod
+    def _count_failure(method: str, code: int, started: float | None) -> None:
+        """A refusal, by method and code (``invalid`` for an unknown method: the label stays
+        bounded whatever clients send); timed when the matchmaker was asked."""
+        recorder = record.active
+        if started is not None:
+            recorder.matchmaking(method, time.perf_counter() - started)
+        recorder.join_failed(method, code)
 
     @staticmethod
     def _read_json(environ: dict[str, Any]) -> dict[str, Any] | tuple[int, str]:

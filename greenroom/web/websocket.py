@@ -184,6 +184,8 @@ class WebSocket(_gws_websocket.WebSocket):
     #: in order by a greenlet of the connection's own; past it the connection is dropped. None:
     #: a send waits for the socket instead (bounded by send_timeout).
     send_backlog: int | None = None
+    #: Called when the connection is dropped for not reading (its room's metrics count it).
+    on_slow_peer: Callable[[], None] | None = None
 
     def __init__(self, environ: dict[str, Any], stream: Stream, handler: Any) -> None:
         super().__init__(environ, stream, handler)
@@ -594,6 +596,9 @@ class WebSocket(_gws_websocket.WebSocket):
         log.info("dropping WebSocket peer %s: it is not reading (%s)",
                  self.environ.get("REMOTE_ADDR") or "-", why)
         self._backlog = None
+        dropped, self.on_slow_peer = self.on_slow_peer, None  # once per connection
+        if dropped is not None:
+            dropped()
         self._dead()
         self._abort()
 
