@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import GreenroomError
 from ..matchmaker import MatchMaker
 from ..protocol.codes import ErrorCode
+from ..protocol.depth import MAX_DEPTH, within_depth
 
 log = logging.getLogger("greenroom.http")
 
@@ -123,6 +124,10 @@ def read_json_object(environ: dict[str, Any], not_an_object: str) -> dict[str, A
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         return 400, "malformed request body"
+    except RecursionError:  # json's C scanner gives up near the interpreter's recursion limit
+        return 400, f"request body nests deeper than {MAX_DEPTH} levels"
+    if not within_depth(body):
+        return 400, f"request body nests deeper than {MAX_DEPTH} levels"
     if not isinstance(body, dict):
         return 400, not_an_object
     return body
