@@ -94,3 +94,34 @@ class Bystander:
         self.room.send("echo", token)
         assert self.room.wait_for_message("echo", timeout) == token
         assert not self.errors and not self.leaves and not self.room.closed, (self.errors, self.leaves)
+
+
+class Arena:
+    """One server with an echo room, a bystander in it and a log watch: what a fuzz module
+    shares across its examples (booting a server per example would cost the time budget)."""
+
+    def __init__(self, server: Any) -> None:
+        from greenroom.testing import boot
+
+        server.define("echo", Echo)
+        self.running = boot(server)
+        self.watch = LogWatch().start()
+        self.bystander = Bystander(self.running.connect("echo"))
+        self.room = self.running.room_of(self.bystander.room)
+
+    def after_example(self) -> None:
+        """The property every example ends on: no traceback, the bystander unaffected."""
+        self.watch.assert_no_traceback()
+        self.bystander.check()
+
+    def assert_only_the_bystander_left(self) -> None:
+        """Every hostile peer's seat was given back (a leak would keep the room's count up). The
+        socket's close reaches the room asynchronously, so this polls the room's real count."""
+        from servers import wait_until
+
+        wait_until(lambda: [c.session_id for c in self.room.clients]
+                   == [self.bystander.room.session_id] and self.room._gr.seats_taken == 1)
+
+    def close(self) -> None:
+        self.watch.stop()
+        self.running.shutdown()
