@@ -117,7 +117,10 @@ def read_json_object(environ: dict[str, Any], not_an_object: str) -> dict[str, A
         return 400, "malformed request body"
     if length > MAX_BODY:
         return 413, f"request body over {MAX_BODY} bytes"
-    raw = environ["wsgi.input"].read(length) if length else b""
+    try:
+        raw = environ["wsgi.input"].read(length) if length else b""
+    except OSError:  # pywsgi: the peer closed before sending the Content-Length it announced
+        return 400, "request body shorter than its Content-Length"
     if not raw.strip():
         return {}
     try:
