@@ -73,7 +73,12 @@ class LogWatch(logging.Handler):
         return found
 
     def assert_no_traceback(self) -> None:
+        """Fail on any traceback so far; then start afresh, so that one bad example does not
+        fail every later one (Hypothesis shrinks each failure on its own)."""
         found = self.tracebacks()
+        self.records.clear()
+        self.hub_stream.seek(0)
+        self.hub_stream.truncate()
         assert not found, "a client's bad input produced a traceback:\n" + "\n".join(found)[:4000]
 
 
