@@ -34,23 +34,38 @@ log = logging.getLogger("greenroom.metrics")
 
 @dataclass(frozen=True)
 class Metrics:
-    """Where ``/metrics`` is served: a path of its own, never one of greenroom's routes."""
+    """Where ``/metrics`` is served: a path of its own, never one of greenroom's routes; with a
+    ``token``, only to scrapes that present it (greenroom/web/credentials.py: Bearer, or Basic
+    with the token as password), since room names and counts tell a stranger what is played."""
 
     path: str = "/metrics"
+    token: str | None = None
 
     def __post_init__(self) -> None:
         from .web.app import route_prefix
+        from .web.credentials import check_token
 
         object.__setattr__(self, "path", route_prefix(self.path, "metrics"))
+        if self.token is not None:
+            check_token(self.token, "metrics")
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> Metrics | None:
+    """``GREENROOM_METRICS_PATH`` and/or ``GREENROOM_METRICS_TOKEN`` (either one enables it)."""
     environ = os.environ if environ is None else environ
     path = environ.get("GREENROOM_METRICS_PATH")
-    if not path:
+    token = environ.get("GREENROOM_METRICS_TOKEN") or None
+    if not path and not token:
         return None
+    from .web.credentials import check_token
+
     try:
-        return Metrics(path)
+        if token is not None:
+            check_token(token, "metrics")
+    except ValueError as exc:  # name the variable: the operator set it, not the code
+        raise ValueError(f"GREENROOM_METRICS_TOKEN: {exc}") from None
+    try:
+        return Metrics(path or "/metrics", token)
     except ValueError as exc:
         raise ValueError(f"GREENROOM_METRICS_PATH: {exc}") from None
 
@@ -68,8 +83,9 @@ def attach(server: Any, metrics: Metrics | bool | None) -> Metrics | None:
     except ImportError:
         raise RuntimeError(f"metrics at {metrics.path} need the prometheus_client package: "
                            "pip install 'greenroom[metrics]'") from None
-    server.routes[metrics.path] = MetricsRoute(server.matchmaker.driver)
-    log.info("Prometheus metrics served at %s", metrics.path)
+    server.routes[metrics.path] = MetricsRoute(server.matchmaker.driver, metrics.token)
+    log.info("Prometheus metrics served at %s%s", metrics.path,
+             " (Bearer or Basic, with its token)" if metrics.token else "")
     return metrics
 
 
@@ -170,9 +186,10 @@ class MetricsRoute:
     """``GET /metrics``: this process's (or, in multiprocess mode, every worker's) counters and
     the deployment gauges, in the Prometheus text format."""
 
-    def __init__(self, driver: Any) -> None:
+    def __init__(self, driver: Any, token: str | None = None) -> None:
         from prometheus_client import CollectorRegistry
 
+        self._token = token.encode() if token else None
         counters()
         self.deployment = CollectorRegistry(auto_describe=True)
         self.deployment.register(DeploymentCollector(driver))
@@ -185,6 +202,13 @@ class MetricsRoute:
             generate_latest,
         )
 
+        from .web import credentials
+
+        if self._token is not None and not credentials.authorized(environ, self._token, "metrics"):
+            body = b"metrics need their token (Bearer, or Basic password)\n"
+            return "401 Unauthorized", [
+                ("Content-Type", "text/plain"), ("Content-Length", str(len(body))),
+                ("WWW-Authenticate", credentials.CHALLENGE.format(realm="greenroom metrics"))], body
         if rest.strip("/") or environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
             body = b"not found\n"
             return "404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))], body
