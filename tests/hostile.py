@@ -13,12 +13,26 @@ from __future__ import annotations
 import io
 import itertools
 import logging
+import os
 from typing import Any
 
 import gevent
+from hypothesis import HealthCheck, settings
 
 from greenroom import Room
 from greenroom.client import Room as ClientRoom
+
+#: GREENROOM_FUZZ_SCALE=N runs N times the examples (a longer, still reproducible run).
+FUZZ_SCALE = int(os.environ.get("GREENROOM_FUZZ_SCALE", "1"))
+
+
+def fuzzing(examples: int) -> settings:
+    """Hypothesis settings of the fuzz tests: ``examples`` (times FUZZ_SCALE), no deadline (a
+    server round trip varies), derandomized so CI runs the same inputs every time, no example
+    database; a module-scoped server is shared by the examples on purpose."""
+    return settings(max_examples=examples * FUZZ_SCALE, deadline=None, derandomize=True,
+                    database=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                          HealthCheck.too_slow])
 
 
 class Echo(Room):

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import gevent
 import msgpack
 import pytest
-from hostile import Arena
-from hypothesis import HealthCheck, given, settings
+from hostile import Arena, fuzzing
+from hypothesis import given
 from hypothesis import strategies as st
 from peers import raw_join
 
@@ -25,8 +25,7 @@ from greenroom.client import parse_message
 from greenroom.protocol.codes import Code
 from greenroom.wsclient import ConnectionClosed
 
-FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = fuzzing(300)
 MAX_MESSAGE = 64 * 1024  # Room.max_message_size's default
 WIRE_CODES = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
 

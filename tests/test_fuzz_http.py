@@ -17,14 +17,13 @@ from urllib.parse import quote
 
 import gevent
 import pytest
-from hostile import Arena, Echo
-from hypothesis import HealthCheck, event, given, settings
+from hostile import Arena, Echo, fuzzing
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from greenroom import Server
 
-FUZZ = settings(max_examples=120, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = fuzzing(120)
 MATCHMAKE_CODES = {520, 521, 522, 523, 524, 525, 526}
 
 

@@ -15,8 +15,8 @@ import math
 import gevent
 import msgpack
 import pytest
-from hostile import Arena
-from hypothesis import HealthCheck, given, settings
+from hostile import Arena, fuzzing
+from hypothesis import given
 from hypothesis import strategies as st
 from peers import raw_join
 
@@ -26,8 +26,7 @@ from greenroom.protocol.codes import Code
 from greenroom.protocol.depth import within_depth
 from greenroom.wsclient import ConnectionClosed
 
-FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = fuzzing(200)
 ECHO = bytes([Code.ROOM_DATA]) + b"\xa4echo"
 
 

@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import gevent
 import pytest
-from hostile import Arena
-from hypothesis import HealthCheck, given, settings
+from hostile import Arena, fuzzing
+from hypothesis import given
 from hypothesis import strategies as st
 
 from greenroom import Server
@@ -22,8 +22,7 @@ from greenroom.client import parse_error
 from greenroom.protocol.codes import Code
 from greenroom.wsclient import ConnectionClosed, HandshakeError, connect
 
-FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = fuzzing(200)
 
 
 @pytest.fixture(scope="module")
