@@ -183,3 +183,28 @@ def test_a_peer_that_vanishes_without_a_fin_is_dropped_by_the_ping_check(arena):
         proxy.close()
     watch.assert_no_traceback()
     bystander.check()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_greenroom_serve_applies_the_limits_it_is_given(serve_process, workers):
+    """The settings reach the served process (and every worker of a cluster): a silent
+    connection is closed at --header-timeout, and the process still serves."""
+    proc, port = serve_process("examples/echo.py:server", "--workers", workers,
+                               "--header-timeout", "0.3", "--max-connections", "100")
+    silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+    for sock in silent:
+        _wait_eof(sock)
+    room = Client(f"ws://127.0.0.1:{port}").join_or_create("echo")
+    room.leave()
+
+
+@pytest.mark.parametrize("option,value", [("--header-timeout", "-1"), ("--header-timeout", "0"),
+                                          ("--max-connections", "0")])
+def test_a_bad_limit_is_one_line_and_exit_2(option, value):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "greenroom.cli", "serve", "examples/echo.py:server",
+                             option, value], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "expected a positive" in result.stderr, result.stderr
