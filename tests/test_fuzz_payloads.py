@@ -10,6 +10,7 @@ or ends with the protocol's answer. Always: the bystander notices nothing, no tr
 
 from __future__ import annotations
 
+import json
 import math
 
 import gevent
@@ -174,6 +175,29 @@ RECORD_PAYLOADS = [bytes.fromhex(h) for h in [
 def test_a_broken_payload_is_refused_with_4217_or_echoed_as_msgpack_reads_it(arena, payload):
     outcome = _send_payload(arena, payload)
     _check(outcome, _reference(payload))
+    arena.after_example()
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53),
+              st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20)),
+    lambda inner: st.one_of(st.lists(inner, max_size=5),
+                            st.dictionaries(st.text(max_size=8), inner, max_size=5)),
+    max_leaves=25)
+
+
+@fuzzing(4)
+@given(batch=st.lists(json_values, min_size=50, max_size=50))
+def test_payloads_packed_by_the_official_msgpackr_are_echoed_equal(arena, run_js, tmp_path, batch):
+    """What the SDK's own packer makes of any JSON value (records for every object, nested and
+    repeated) decodes to that value: one Node run packs a batch of 50."""
+    values = tmp_path / "values.json"
+    values.write_text(json.dumps(batch))
+    packed = run_js("pack_msgpackr.mjs", values)["packed"]
+    assert len(packed) == len(batch)
+    for value, hexdata in zip(batch, packed, strict=True):
+        outcome = _send_payload(arena, bytes.fromhex(hexdata))
+        assert outcome == ("echo", value), (value, hexdata, outcome)
     arena.after_example()
 
 
