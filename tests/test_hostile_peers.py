@@ -7,6 +7,7 @@ events, not on the production defaults.
 
 from __future__ import annotations
 
+import json
 import socket
 
 import gevent
@@ -116,6 +117,41 @@ def test_slowloris_connections_are_closed_at_the_header_timeout(arena):
     assert all(job.value < len(head) for job in drips)  # no head was ever completed
     lines = [line for line in watch.since(mark) if "no complete request head" in line]
     assert len(lines) == 50
+    watch.assert_no_traceback()
+    bystander.check()
+
+
+def test_a_matchmaking_body_sent_a_byte_at_a_time_is_a_408_at_the_header_timeout(arena):
+    """The slow-body variant (R.U.D.Y.): the head is complete, the body drips. The route waits
+    header_timeout for it, answers 408 in the protocol's shape with one log line, and closes
+    the connection (its stream is no longer at a request boundary)."""
+    running, bystander, events, watch = arena()
+    body = b'{"name": "' + b"x" * 80 + b'"}'
+    sock = socket.create_connection(("127.0.0.1", running.port))
+    sock.sendall(b"POST /matchmake/joinOrCreate/echo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+    mark = watch.mark()
+
+    def drip() -> None:
+        for byte in body:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                return
+            gevent.sleep(0.1)  # the attacker's pace, not a synchronisation
+
+    dripping = gevent.spawn(drip)
+    bystander.check()
+    answer = b""
+    with gevent.Timeout(5, AssertionError("no answer to the slow body")):
+        while chunk := sock.recv(65536):
+            answer += chunk
+    dripping.kill()
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408") and b"Connection: close" in head, head
+    assert json.loads(payload) == {"code": 408, "error": f"request body not received within "
+                                                          f"{HEADER_TIMEOUT:g} s"}
+    assert len([line for line in watch.since(mark) if "408" in line]) == 1
     watch.assert_no_traceback()
     bystander.check()
 

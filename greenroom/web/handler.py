@@ -140,6 +140,16 @@ class Handler(WebSocketHandler):
                 timer.close()  # the head is in (or refused): the rest has no such deadline
             self.heads_read += 1
 
+    def get_environ(self) -> dict[str, Any]:
+        """pywsgi's, plus ``greenroom.body_timeout``: how long greenroom's routes wait for a
+        request body (the header timeout again), so that a body sent a byte at a time cannot
+        hold the connection either (greenroom/web/http.py, ``read_json_object``)."""
+        environ = super().get_environ()
+        timeout = getattr(self.server, "header_timeout", None)
+        if timeout:
+            environ["greenroom.body_timeout"] = timeout
+        return environ
+
     def _peer(self) -> str:
         address = self.client_address
         if isinstance(address, tuple) and len(address) >= 2:

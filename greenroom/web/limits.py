@@ -7,8 +7,8 @@ them exhaust the process's descriptors, so that real players cannot connect.
 
 * ``header_timeout`` (``GREENROOM_HEADER_TIMEOUT``, 10 s): from waiting for a request's first
   byte to having its complete head. It also ends a keep-alive connection idle between requests
-  for that long. The body and a room socket's life are not covered: once the head is in, the
-  app runs without this deadline.
+  for that long, and greenroom's routes wait that long again for a request body (then 408).
+  A room socket's life is not covered: once the head is in, the app runs without a deadline.
 * ``max_connections`` (``GREENROOM_MAX_CONNECTIONS``, 10,000): connections served at once, room
   sockets included. At the limit the process stops accepting (the kernel's listen backlog holds
   newcomers) until a connection ends; one log line says so.
