@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from .loadtest import cli as loadtest
+from .settings import HEADER_TIMEOUT, MAX_CONNECTIONS, ConfigurationError, env_count, env_seconds
 
 log = logging.getLogger("greenroom.cli")
 
@@ -140,6 +141,14 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     serve.add_argument("--public-address", default=_env("GREENROOM_PUBLIC_ADDRESS"),
                        help="host:port[/path] clients use to reach these room sockets "
                             "(env GREENROOM_PUBLIC_ADDRESS)")
+    serve.add_argument("--header-timeout", type=float, default=None,
+                       help="seconds a connection may take to send its request head; also ends "
+                            "keep-alive connections idle that long (env GREENROOM_HEADER_TIMEOUT) "
+                            "[default: 10]")
+    serve.add_argument("--max-connections", type=int, default=None,
+                       help="connections one process (each worker) serves at once, room sockets "
+                            "included; at the limit it stops accepting until one closes (env "
+                            "GREENROOM_MAX_CONNECTIONS) [default: 10000]")
     serve.add_argument("--pid-file", default=_env("GREENROOM_PID_FILE"),
                        help="write the server's (the master's) pid there (env GREENROOM_PID_FILE)")
     return serve
@@ -170,9 +179,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"greenroom: GREENROOM_LOG_LEVEL={args.log_level!r}: expected one of "
               f"{', '.join(LOG_LEVELS)}", file=sys.stderr)
         return 2
+    try:
+        _export_limits(args)
+    except ConfigurationError as exc:
+        print(f"greenroom: {exc}", file=sys.stderr)
+        return 2
     if args.workers > 1:
         return serve_cluster(args, binds)
     return serve_single(args, binds)
+
+
+def _export_limits(args: argparse.Namespace) -> None:
+    """Connection limits travel to the Server (and the workers) through the environment, checked
+    here so that a bad one is one line, not a traceback in every worker."""
+    for value, variable in ((args.header_timeout, "GREENROOM_HEADER_TIMEOUT"),
+                            (args.max_connections, "GREENROOM_MAX_CONNECTIONS")):
+        if value is not None:
+            os.environ[variable] = repr(value)
+    env_seconds("GREENROOM_HEADER_TIMEOUT", HEADER_TIMEOUT)
+    env_count("GREENROOM_MAX_CONNECTIONS", MAX_CONNECTIONS)
 
 
 def serve_cluster(args: argparse.Namespace, binds: list[Any]) -> int:
@@ -214,8 +239,6 @@ def serve_single(args: argparse.Namespace, binds: list[Any]) -> int:
             os.environ[variable] = value
     from .drivers.base import DriverUnavailable
     from .presence import PresenceUnavailable
-    from .settings import ConfigurationError
-
     try:
         server = load_target(args.target)
     except (TargetError, ConfigurationError) as exc:

@@ -170,6 +170,8 @@ class Server:
             health=self.health, on_first_request=self.start, routes=self.routes)
         self._stopped = Event()
         self._wsgi_server: Any = None
+        #: The connection limits of this process's listeners, set by the first ``listen``.
+        self.connection_limits: Any = None
         self._started = False
         self._starting = Semaphore()
         self._shut_down = False
@@ -259,10 +261,13 @@ class Server:
 
     # -- serving in this process ------------------------------------------------------------------
     def listen(self, host: str = "127.0.0.1", port: int = 2567, *, listener: Any = None,
-               log_requests: bool = False, prepare: Callable[[Any], None] | None = None) -> Any:
+               log_requests: bool = False, prepare: Callable[[Any], None] | None = None,
+               header_timeout: float | None = None, max_connections: int | None = None) -> Any:
         """Start serving in the background (gevent must already be monkey-patched); returns the
         WSGIServer, whose ``server_port`` tells the port when ``port`` is 0.
 
+        ``header_timeout`` and ``max_connections`` bound what slow or hostile peers can hold
+        (greenroom/web/limits.py; defaults from the environment, else 10 s and 10,000).
         ``prepare(wsgi_server)`` runs before the first connection can be accepted: a cluster
         worker attaches its hand-off there, so that no room socket is ever served without it."""
         from gevent.pywsgi import WSGIServer
@@ -270,10 +275,14 @@ class Server:
         from .web.wsfixes import Handler, apply
 
         apply()
+        limits = self.connection_limits
+        if limits is None or header_timeout or max_connections:
+            limits = self.set_connection_limits(header_timeout, max_connections)
         self._wsgi_server = WSGIServer(listener if listener is not None else (host, port),
                                        self.wsgi_app, handler_class=Handler,
                                        log=logging.getLogger("greenroom.access") if log_requests
                                        else None, error_log=log)
+        limits.attach(self._wsgi_server)
         if prepare is not None:
             prepare(self._wsgi_server)
         self._wsgi_server.start()
@@ -283,6 +292,15 @@ class Server:
             self.set_public_address(f"{bound_host}:{self._wsgi_server.server_port}")
         self.start()
         return self._wsgi_server
+
+    def set_connection_limits(self, header_timeout: float | None = None,
+                              max_connections: int | None = None) -> Any:
+        """The ``ConnectionLimits`` every listener of this process shares from now on (the
+        arguments, else ``GREENROOM_HEADER_TIMEOUT`` / ``GREENROOM_MAX_CONNECTIONS``)."""
+        from .web.limits import ConnectionLimits
+
+        self.connection_limits = ConnectionLimits.from_environment(header_timeout, max_connections)
+        return self.connection_limits
 
     def serve_forever(self, host: str = "127.0.0.1", port: int = 2567, *, listener: Any = None,
                       shutdown_timeout: float = 10.0, log_requests: bool = False) -> None:

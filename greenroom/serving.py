@@ -160,6 +160,8 @@ class ClusterWorker:
 
         wsgi_server = WSGIServer(listener, server.wsgi_app, handler_class=Handler, log=None,
                                  error_log=logging.getLogger("greenroom.server"))
+        # One count for all listeners of the process.
+        (server.connection_limits or server.set_connection_limits()).attach(wsgi_server)
         if prepare is not None:
             prepare(wsgi_server)
         wsgi_server.start()

@@ -3,6 +3,7 @@
 import msgpack
 import pytest
 
+from greenroom.protocol.depth import MAX_DEPTH
 from greenroom.protocol.msgpackr import PayloadError, unpack
 
 # Bytes written by @colyseus/sdk's Packr (docs/protocol.md, "Payloads", and the captures).
@@ -85,3 +86,16 @@ def test_top_level_record_fast_path_agrees_with_the_walker(hexdata):
 
 def test_nested_reference_to_the_top_record_is_decoded_as_a_record():
     assert unpack(bytes.fromhex("d4724091a1704001")) == {"p": {"p": 1}}
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 600, 2000])
+def test_plain_messagepack_has_the_walkers_depth_limit(depth):
+    """The C path took up to 1024 levels (then StackError without a message); both paths now
+    refuse past MAX_DEPTH, with the same reason."""
+    with pytest.raises(PayloadError, match=f"deeper than {MAX_DEPTH} levels"):
+        unpack(b"\x91" * depth + b"\xc0")
+
+
+def test_plain_messagepack_up_to_the_limit_decodes():
+    value = unpack(b"\x81\xa1k" + b"\x91" * (MAX_DEPTH - 1) + b"\xc0")
+    assert list(value) == ["k"]

@@ -55,6 +55,8 @@ def child_exit(server: Any, worker: Any) -> None:
     process_id = getattr(worker, "process_id", None)
     if process_id is None:
         return  # not a greenroom worker
+    if not server.LISTENERS:
+        return  # gunicorn is stopping (it closed its listeners): every worker is on its way out
     siblings = [w.process_id for w in server.WORKERS.values() if hasattr(w, "process_id")]
     if siblings and not deployment.current().report_exit(process_id, siblings):
         server.log.warning("greenroom: could not report the exit of worker %s to a sibling; its "

@@ -30,23 +30,38 @@ log = logging.getLogger("greenroom.metrics")
 
 @dataclass(frozen=True)
 class Metrics:
-    """Where ``/metrics`` is served: a path of its own, never one of greenroom's routes."""
+    """Where ``/metrics`` is served: a path of its own, never one of greenroom's routes; with a
+    ``token``, only to scrapes that present it (greenroom/web/credentials.py: Bearer, or Basic
+    with the token as password), since room names and counts tell a stranger what is played."""
 
     path: str = "/metrics"
+    token: str | None = None
 
     def __post_init__(self) -> None:
         from ..web.app import route_prefix
+        from ..web.credentials import check_token
 
         object.__setattr__(self, "path", route_prefix(self.path, "metrics"))
+        if self.token is not None:
+            check_token(self.token, "metrics")
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> Metrics | None:
+    """``GREENROOM_METRICS_PATH`` and/or ``GREENROOM_METRICS_TOKEN`` (either one enables it)."""
     environ = os.environ if environ is None else environ
     path = environ.get("GREENROOM_METRICS_PATH")
-    if not path:
+    token = environ.get("GREENROOM_METRICS_TOKEN") or None
+    if not path and not token:
         return None
+    from ..web.credentials import check_token
+
     try:
-        return Metrics(path)
+        if token is not None:
+            check_token(token, "metrics")
+    except ValueError as exc:  # name the variable: the operator set it, not the code
+        raise ValueError(f"GREENROOM_METRICS_TOKEN: {exc}") from None
+    try:
+        return Metrics(path or "/metrics", token)
     except ValueError as exc:
         raise ValueError(f"GREENROOM_METRICS_PATH: {exc}") from None
 
@@ -68,6 +83,7 @@ def attach(server: Any, metrics: Metrics | bool | None) -> Metrics | None:
     from .route import MetricsRoute
 
     enable()
-    server.routes[metrics.path] = MetricsRoute(server.matchmaker.driver)
-    log.info("Prometheus metrics served at %s", metrics.path)
+    server.routes[metrics.path] = MetricsRoute(server.matchmaker.driver, metrics.token)
+    log.info("Prometheus metrics served at %s%s", metrics.path,
+             " (Bearer or Basic, with its token)" if metrics.token else "")
     return metrics

@@ -66,9 +66,10 @@ class DeploymentCollector:
 class MetricsRoute:
     """The route ``Metrics.path`` is served by, in the Prometheus text format."""
 
-    def __init__(self, driver: Any) -> None:
+    def __init__(self, driver: Any, token: str | None = None) -> None:
         from prometheus_client import CollectorRegistry
 
+        self._token = token.encode() if token else None
         families()
         self.deployment = CollectorRegistry(auto_describe=True)
         self.deployment.register(DeploymentCollector(driver))
@@ -81,6 +82,13 @@ class MetricsRoute:
             generate_latest,
         )
 
+        from ..web import credentials
+
+        if self._token is not None and not credentials.authorized(environ, self._token, "metrics"):
+            body = b"metrics need their token (Bearer, or Basic password)\n"
+            return "401 Unauthorized", [
+                ("Content-Type", "text/plain"), ("Content-Length", str(len(body))),
+                ("WWW-Authenticate", credentials.CHALLENGE.format(realm="greenroom metrics"))], body
         if rest.strip("/") or environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
             body = b"not found\n"
             return "404 Not Found", [("Content-Type", "text/plain"),

@@ -25,9 +25,10 @@ class Monitor:
     path: str = "/monitor"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.token, str) or len(self.token) < 8:
-            raise ValueError("the monitor token must be a string of at least 8 characters")
         from ..web.app import route_prefix
+        from ..web.credentials import check_token
+
+        check_token(self.token, "monitor")
 
         object.__setattr__(self, "path", route_prefix(self.path, "monitor"))
 

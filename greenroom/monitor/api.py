@@ -9,15 +9,13 @@ Files are served from a fixed list inside the package, never from a path the req
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import json
 import logging
 from importlib import resources
 from typing import Any
 
 from ..in_room import RoomUnavailable
+from ..web import credentials
 from ..web.http import Response, read_json_object, status_line
 from .deployment import Deployment, OwnerUnreachable
 from .rooms import BadRequest, RoomNotFound
@@ -67,7 +65,7 @@ class MonitorAPI:
                                                *SECURITY_HEADERS], b""
         if not self._authorized(environ):
             return _json(401, {"error": "the monitor needs its token (Bearer, or Basic password)"},
-                         [("WWW-Authenticate", 'Basic realm="greenroom monitor", charset="UTF-8"')])
+                         [("WWW-Authenticate", credentials.CHALLENGE.format(realm="greenroom monitor"))])
         method = environ["REQUEST_METHOD"]
         try:
             if rest in STATIC:
@@ -122,22 +120,7 @@ class MonitorAPI:
 
     # -- auth and files --------------------------------------------------------------------
     def _authorized(self, environ: dict[str, Any]) -> bool:
-        header = environ.get("HTTP_AUTHORIZATION", "")
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() == "bearer":
-            given = value.strip().encode()
-        elif scheme.lower() == "basic":
-            try:
-                given = base64.b64decode(value.strip(), validate=True).partition(b":")[2]
-            except (binascii.Error, ValueError):
-                given = b""
-        else:
-            return False
-        if hmac.compare_digest(given, self._token):
-            return True
-        log.warning("monitor: wrong token from %s for %s", environ.get("REMOTE_ADDR", "?"),
-                    environ.get("PATH_INFO"))
-        return False
+        return credentials.authorized(environ, self._token, "monitor")
 
     def _static(self, name: str, content_type: str) -> Response:
         body = self._files.get(name)

@@ -12,6 +12,8 @@ from typing import Any
 
 import msgpack
 
+from .depth import MAX_DEPTH, within_depth
+
 _RECORD_EXT = 0x72
 
 
@@ -44,14 +46,21 @@ def unpack(data: bytes | memoryview) -> Any:
         if value is not _SLOW:
             return value
     try:
-        return msgpack.unpackb(data, ext_hook=_ext_hook, strict_map_key=False, raw=False,
-                               timestamp=3)
+        value = msgpack.unpackb(data, ext_hook=_ext_hook, strict_map_key=False, raw=False,
+                                timestamp=3)
     except _NeedsRecords:
         pass
     except msgpack.ExtraData:
         pass  # a record's key array shifts the structure: decode with records below
+    except msgpack.StackError:  # over 1024 levels: msgpack says nothing more than its class
+        raise PayloadError(f"payload nests deeper than {MAX_DEPTH} levels") from None
     except _BAD_INPUT as exc:
         raise PayloadError(f"malformed MessagePack: {exc}") from None
+    else:
+        # msgpack's C decoder takes up to 1024 levels; the walker below stops at MAX_DEPTH.
+        if not within_depth(value):
+            raise PayloadError(f"payload nests deeper than {MAX_DEPTH} levels")
+        return value
     reader = _RecordReader(bytes(data))
     try:
         value = reader.read()
@@ -70,7 +79,6 @@ def unpack(data: bytes | memoryview) -> Any:
 
 _SLOW = object()
 _ARRAY16 = b"\xdc"
-_CONTAINERS = (list, dict)
 
 
 def _unpack_top_record(data: bytes | memoryview) -> Any:
@@ -98,18 +106,10 @@ def _unpack_top_record(data: bytes | memoryview) -> Any:
         if key.__class__ is not str:
             return _SLOW
     for value in values:
-        if value.__class__ in _CONTAINERS and not _shallow(value, _MAX_DEPTH - 2):
+        if not within_depth(value, MAX_DEPTH - 2):
             return _SLOW
     return dict(zip(keys, values, strict=True))
 
-
-def _shallow(value: Any, budget: int) -> bool:
-    """True when ``value`` nests at most ``budget`` containers deep (scalars: at once)."""
-    if isinstance(value, list):
-        return budget > 0 and all(_shallow(v, budget - 1) for v in value)
-    if isinstance(value, dict):
-        return budget > 0 and all(_shallow(v, budget - 1) for v in value.values())
-    return True
 
 
 _FIXED = {
@@ -120,7 +120,6 @@ _FIXED = {
     0xD2: (4, struct.Struct(">i")), 0xD3: (8, struct.Struct(">q")),
 }
 _EXT_SIZES = {0xD4: 1, 0xD5: 2, 0xD6: 4, 0xD7: 8, 0xD8: 16}
-_MAX_DEPTH = 64
 
 
 class _RecordReader:
@@ -188,8 +187,8 @@ class _RecordReader:
 
     def nested(self) -> None:
         self.depth += 1
-        if self.depth > _MAX_DEPTH:
-            raise PayloadError(f"payload nests deeper than {_MAX_DEPTH} levels")
+        if self.depth > MAX_DEPTH:
+            raise PayloadError(f"payload nests deeper than {MAX_DEPTH} levels")
 
     def read_array(self, n: int) -> list[Any]:
         self.nested()

@@ -74,27 +74,27 @@ class GreenroomApp:
             if ws is not None:
                 ws.close(1013, unavailable[:100])  # try again later
                 return []
-            return self._respond(start_response, http.error_response(environ, 503, unavailable))
+            return self._respond(environ, start_response, http.error_response(environ, 503, unavailable))
         if ws is not None:
             return self._socket(environ, ws, segments)
         if len(segments) >= 3 and segments[-3] == "matchmake":
             if environ["REQUEST_METHOD"] == "OPTIONS":
-                return self._respond(start_response, http.preflight(environ))
-            return self._respond(start_response, self.matchmake(environ, segments[-2], segments[-1]))
+                return self._respond(environ, start_response, http.preflight(environ))
+            return self._respond(environ, start_response, self.matchmake(environ, segments[-2], segments[-1]))
         if segments == ["health"]:
-            return self._respond(start_response, self._health(environ))
+            return self._respond(environ, start_response, self._health(environ))
         for prefix, route in self.routes.items():
             if path == prefix or path.startswith(prefix + "/"):
-                return self._respond(start_response, route(environ, path[len(prefix):]))
+                return self._respond(environ, start_response, route(environ, path[len(prefix):]))
         if self.fallback is not None:
             return self.fallback(environ, start_response)
         if not segments and environ["REQUEST_METHOD"] in ("GET", "HEAD"):
             body = b"greenroom\n"
-            return self._respond(start_response, ("200 OK", [("Content-Type", "text/plain"),
+            return self._respond(environ, start_response, ("200 OK", [("Content-Type", "text/plain"),
                                                               ("Content-Length", str(len(body)))], body))
         if environ["REQUEST_METHOD"] == "OPTIONS":
-            return self._respond(start_response, http.preflight(environ))
-        return self._respond(start_response, http.error_response(environ, 404, f"no route for {path}"))
+            return self._respond(environ, start_response, http.preflight(environ))
+        return self._respond(environ, start_response, http.error_response(environ, 404, f"no route for {path}"))
 
     def _start(self) -> str | None:
         """Run the first-request hook until it succeeds; the reason while it fails."""
@@ -138,7 +138,11 @@ class GreenroomApp:
         return http.json_response(environ, 200, self.health() if self.health else {"status": "ok"})
 
     @staticmethod
-    def _respond(start_response: Callable[..., Any], response: http.Response) -> list[bytes]:
+    def _respond(environ: dict[str, Any], start_response: Callable[..., Any],
+                 response: http.Response) -> list[bytes]:
+        """Send ``response``; to a HEAD, its headers alone. pywsgi writes whatever body the app
+        returns, and a body after a HEAD's headers is read by a keep-alive client as the start
+        of its next response (found by tests/test_fuzz_http.py)."""
         status, headers, body = response
         start_response(status, headers)
-        return [body]
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]

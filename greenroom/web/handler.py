@@ -7,6 +7,9 @@ is sent, ``server.handoff`` (set by a cluster worker) may take the connection (s
 
 When the app returns, the handler closes with 1000 if the app did not (1011 if it raised, 1001
 on server shutdown) and waits up to ``close_timeout`` for the peer's close frame.
+
+A request's head must arrive within the server's ``header_timeout`` (greenroom/web/limits.py),
+or the connection is closed: a slowloris cannot hold it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import gevent
 from gevent.pywsgi import WSGIHandler
 from geventwebsocket.exceptions import WebSocketError
 from geventwebsocket.handler import Client, WebSocketHandler
@@ -100,6 +104,57 @@ class Handler(WebSocketHandler):
             except OSError:  # the peer is already gone; handle() finds out by itself
                 pass
         super().handle()
+
+    #: Requests whose head was read on this connection (a keep-alive one serves several).
+    heads_read = 0
+
+    def handle_one_request(self) -> Any:
+        """pywsgi's, with a deadline (``server.header_timeout``) on reading the request head.
+
+        The deadline ends in ``read_request``, once the head is in: the app, a room socket
+        included, runs without it. A connection that misses it is closed with one log line; a
+        keep-alive connection idle between requests is only noted at debug level."""
+        timeout = getattr(self.server, "header_timeout", None)
+        if not timeout:
+            return super().handle_one_request()
+        timer = self._head_timer = gevent.Timeout.start_new(timeout)
+        try:
+            return super().handle_one_request()
+        except gevent.Timeout as exc:
+            if exc is not timer:
+                raise
+            (log.debug if self.heads_read else log.info)(
+                "connection from %s: no complete request head within %g s (header_timeout); "
+                "closed", self._peer(), timeout)
+            self.close_connection = True
+            return None
+        finally:
+            timer.close()
+
+    def read_request(self, raw_requestline: str) -> Any:
+        try:
+            return super().read_request(raw_requestline)
+        finally:
+            timer = getattr(self, "_head_timer", None)
+            if timer is not None:
+                timer.close()  # the head is in (or refused): the rest has no such deadline
+            self.heads_read += 1
+
+    def get_environ(self) -> dict[str, Any]:
+        """pywsgi's, plus ``greenroom.body_timeout``: how long greenroom's routes wait for a
+        request body (the header timeout again), so that a body sent a byte at a time cannot
+        hold the connection either (greenroom/web/http.py, ``read_json_object``)."""
+        environ = super().get_environ()
+        timeout = getattr(self.server, "header_timeout", None)
+        if timeout:
+            environ["greenroom.body_timeout"] = timeout
+        return environ
+
+    def _peer(self) -> str:
+        address = self.client_address
+        if isinstance(address, tuple) and len(address) >= 2:
+            return f"{address[0]}:{address[1]}"
+        return str(address or "unix socket")
 
     def log_request(self) -> None:
         """An access-log line goes to the server's access log (``WSGIServer(log=...)``, which

@@ -13,10 +13,13 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
+import gevent
+
 from ..errors import GreenroomError
 from ..matchmaker import MatchMaker
 from ..metrics import record
 from ..protocol.codes import ErrorCode
+from ..protocol.depth import MAX_DEPTH, within_depth
 
 log = logging.getLogger("greenroom.http")
 
@@ -57,6 +60,8 @@ def json_response(environ: dict[str, Any], code: int, body: Any) -> Response:
     data = json.dumps(body, separators=(",", ":")).encode()
     headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data))),
                *cors_headers(environ)]
+    if environ.get("greenroom.close_connection"):  # a body abandoned halfway (_read_body)
+        headers.append(("Connection", "close"))
     return status_line(code), headers, data
 
 
@@ -126,6 +131,38 @@ class MatchmakeRoute:
         return read_json_object(environ, "join options must be a JSON object")
 
 
+class _BodyTimeout(Exception):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+def _read_body(environ: dict[str, Any], length: int) -> bytes:
+    """``length`` bytes of body, within ``greenroom.body_timeout`` when the handler set one.
+
+    A body that misses it is abandoned: pywsgi is told there is nothing left to discard (it
+    would wait for the rest as long as the peer likes) and the answer closes the connection,
+    whose stream is no longer at a request boundary."""
+    stream = environ["wsgi.input"]
+    if not length:
+        return b""
+    seconds = environ.get("greenroom.body_timeout")
+    if not seconds:
+        return stream.read(length)
+    timer = gevent.Timeout.start_new(seconds)
+    try:
+        return stream.read(length)
+    except gevent.Timeout as exc:
+        if exc is not timer:
+            raise
+        if hasattr(stream, "content_length") and hasattr(stream, "position"):
+            stream.content_length = stream.position  # pywsgi's Input: nothing left to discard
+        environ["greenroom.close_connection"] = True
+        raise _BodyTimeout(seconds) from None
+    finally:
+        timer.close()
+
+
 def read_json_object(environ: dict[str, Any], not_an_object: str) -> dict[str, Any] | tuple[int, str]:
     """The request's JSON object body ({} when empty), or (status, why) when it is not one."""
     try:
@@ -134,13 +171,22 @@ def read_json_object(environ: dict[str, Any], not_an_object: str) -> dict[str, A
         return 400, "malformed request body"
     if length > MAX_BODY:
         return 413, f"request body over {MAX_BODY} bytes"
-    raw = environ["wsgi.input"].read(length) if length else b""
+    try:
+        raw = _read_body(environ, length)
+    except OSError:  # pywsgi: the peer closed before sending the Content-Length it announced
+        return 400, "request body shorter than its Content-Length"
+    except _BodyTimeout as timeout:
+        return 408, f"request body not received within {timeout.seconds:g} s"
     if not raw.strip():
         return {}
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         return 400, "malformed request body"
+    except RecursionError:  # json's C scanner gives up near the interpreter's recursion limit
+        return 400, f"request body nests deeper than {MAX_DEPTH} levels"
+    if not within_depth(body):
+        return 400, f"request body nests deeper than {MAX_DEPTH} levels"
     if not isinstance(body, dict):
         return 400, not_an_object
     return body
