@@ -26,7 +26,7 @@ APP = os.path.join("tests", "apps", "cluster.py") + ":server"
 class Cluster:
     def __init__(self, workers: int = 2, *extra: str, target: str = APP,
                  env: dict[str, str] | None = None, port: int | None = None,
-                 command: list[str] | None = None) -> None:
+                 command: list[str] | None = None, cwd: str = ROOT) -> None:
         self.port = port or free_port()
         self.endpoint = f"ws://127.0.0.1:{self.port}"
         self.http = f"http://127.0.0.1:{self.port}"
@@ -37,7 +37,7 @@ class Cluster:
                        "--bind", f"127.0.0.1:{self.port}", *extra]
         self.proc = subprocess.Popen(
             command,
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         self._reader = gevent.spawn(self._read)
 
