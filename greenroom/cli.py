@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from .loadtest import cli as loadtest
-from .settings import HEADER_TIMEOUT, MAX_CONNECTIONS, ConfigurationError, env_count, env_seconds
+from .settings import ConfigurationError, check_environment
 
 log = logging.getLogger("greenroom.cli")
 
@@ -190,14 +190,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _export_limits(args: argparse.Namespace) -> None:
-    """Connection limits travel to the Server (and the workers) through the environment, checked
-    here so that a bad one is one line, not a traceback in every worker."""
+    """Connection limits travel to the Server (and the workers) through the environment; it is
+    checked here so that a bad setting is one line and exit 2, not a halt of the cluster."""
     for value, variable in ((args.header_timeout, "GREENROOM_HEADER_TIMEOUT"),
                             (args.max_connections, "GREENROOM_MAX_CONNECTIONS")):
         if value is not None:
             os.environ[variable] = repr(value)
-    env_seconds("GREENROOM_HEADER_TIMEOUT", HEADER_TIMEOUT)
-    env_count("GREENROOM_MAX_CONNECTIONS", MAX_CONNECTIONS)
+    check_environment()
 
 
 def serve_cluster(args: argparse.Namespace, binds: list[Any]) -> int:

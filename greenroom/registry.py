@@ -26,7 +26,7 @@ import gevent.event
 
 from .drivers.base import Driver
 from .presence.base import Presence
-from .settings import ConfigurationError
+from .settings import check_lease
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +84,7 @@ class ProcessRegistry:
         """``load()`` returns (rooms, ccu) at each beat; ``driver`` gets its leases renewed and
         ``on_renewed(count)`` hears how many listings that renewal found (fewer than the process
         holds: a backend lost some, and the owner should list them again)."""
-        if lease < 2 * heartbeat:
-            raise ConfigurationError(
-                f"lease ({lease:g}s, GREENROOM_LEASE) must cover at least two heartbeats "
-                f"({heartbeat:g}s each, GREENROOM_HEARTBEAT): set a lease of {2 * heartbeat:g}s or more")
+        check_lease(heartbeat, lease)
         self.presence = presence
         self.heartbeat = heartbeat
         self.lease = lease

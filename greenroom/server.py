@@ -25,7 +25,7 @@ from .matchmaker import MatchMaker, RoomDefinition
 from .protocol.dialect import Dialect
 from .room import Room
 from .schema import speedups
-from .settings import ConfigurationError, env_seconds
+from .settings import HEARTBEAT, LEASE, ConfigurationError, env_seconds
 from .web import http
 from .web.app import GreenroomApp, Route, WSGIApp
 
@@ -131,8 +131,8 @@ class Server:
         self.presence, self.driver = _backends(presence, driver, redis_url, mongo_uri)
         self.public_address = public_address or os.environ.get("GREENROOM_PUBLIC_ADDRESS") or None
         self.distributed = not isinstance(self.presence, LocalPresence)
-        self.heartbeat = heartbeat or env_seconds("GREENROOM_HEARTBEAT", 2.0)
-        self.lease = lease or env_seconds("GREENROOM_LEASE", 10.0)
+        self.heartbeat = heartbeat or env_seconds("GREENROOM_HEARTBEAT", HEARTBEAT)
+        self.lease = lease or env_seconds("GREENROOM_LEASE", LEASE)
         process_id = process_id or os.environ.get("GREENROOM_PROCESS_ID") or generate_id()
         rpc = registry = None
         if self.distributed:

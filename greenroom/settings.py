@@ -13,6 +13,10 @@ import os
 #: master, which never imports gevent, can check them.
 HEADER_TIMEOUT = 10.0
 MAX_CONNECTIONS = 10_000
+#: Defaults of a process's registry beat and its listings' lease (``GREENROOM_HEARTBEAT``,
+#: ``GREENROOM_LEASE``), here for the same reason.
+HEARTBEAT = 2.0
+LEASE = 10.0
 
 
 class ConfigurationError(ValueError):
@@ -47,3 +51,20 @@ def env_count(name: str, default: int) -> int:
         raise ConfigurationError(f"{name}={raw!r}: expected a positive whole number "
                                  f"(default {default})")
     return value
+
+
+def check_lease(heartbeat: float, lease: float) -> None:
+    """A lease shorter than two heartbeats expires between two renewals of a healthy process,
+    so its rooms would vanish from the listings while they play on."""
+    if lease < 2 * heartbeat:
+        raise ConfigurationError(
+            f"lease ({lease:g}s, GREENROOM_LEASE) must cover at least two heartbeats "
+            f"({heartbeat:g}s each, GREENROOM_HEARTBEAT): set a lease of {2 * heartbeat:g}s or more")
+
+
+def check_environment() -> None:
+    """Every setting the environment holds for a Server, checked where gevent is not loaded
+    (the cluster's master), so that a bad one is one line there and not in every worker."""
+    env_seconds("GREENROOM_HEADER_TIMEOUT", HEADER_TIMEOUT)
+    env_count("GREENROOM_MAX_CONNECTIONS", MAX_CONNECTIONS)
+    check_lease(env_seconds("GREENROOM_HEARTBEAT", HEARTBEAT), env_seconds("GREENROOM_LEASE", LEASE))

@@ -126,13 +126,18 @@ def test_a_bad_setting_is_one_line_and_exit_2(variable, value, says, redis_url):
     assert len([line for line in result.stderr.splitlines() if line.startswith("greenroom")]) >= 1
 
 
-def test_a_bad_setting_under_workers_2_halts_the_master_with_the_line():
-    """The worker that loads the application reports it and the master halts (exit 3, a worker
-    that cannot boot) instead of respawning it."""
-    env = {**os.environ, "GREENROOM_HEARTBEAT": "abc"}
+@pytest.mark.parametrize("variable, value, says", [
+    ("GREENROOM_HEARTBEAT", "abc", "GREENROOM_HEARTBEAT='abc': expected a positive number of seconds"),
+    ("GREENROOM_LEASE", "1", "must cover at least two heartbeats"),
+    ("GREENROOM_MAX_CONNECTIONS", "many", "GREENROOM_MAX_CONNECTIONS='many': expected a positive"),
+])
+def test_a_bad_setting_under_workers_2_is_one_line_and_exit_2(variable, value, says):
+    """The master checks the environment before it forks, so a bad setting is the same one line
+    and exit 2 as with one process, not a halt of the cluster (exit 3)."""
+    env = {**os.environ, variable: value}
     result = subprocess.run([*greenroom_command(), "serve", "examples/echo.py:server", "--workers",
                              "2", "--bind", f"127.0.0.1:{free_port()}"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=30)
-    assert result.returncode == 3, result.stderr
-    assert "GREENROOM_HEARTBEAT='abc': expected a positive number of seconds" in result.stderr
-    assert "master halting" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2, result.stderr
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr and "worker" not in result.stderr
