@@ -100,6 +100,7 @@ def test_under_gunicorn_too_every_worker_answers_the_sum_and_a_killed_one_leaves
             samples = scrape(server)
             assert value(samples, "greenroom_rooms", name="table") == len({r.room_id for r in rooms})
             assert value(samples, "greenroom_clients", name="table") == 16
+            assert value(samples, "greenroom_worker_restarts_total") == 0
         victim, _ = sorted(by_worker.items())[0]
         survivors = [room for room in rooms if room.reservation.process_id != victim]
         pid = next(w["pid"] for w in server.workers() if w["processId"] == victim)
@@ -109,8 +110,12 @@ def test_under_gunicorn_too_every_worker_answers_the_sum_and_a_killed_one_leaves
         assert value(gone, "greenroom_rooms", name="table") == len({r.room_id for r in survivors})
         assert value(gone, "greenroom_clients", name="table") == len(survivors)
         server.wait_serving(2, count=3)  # replaced (a stop during its boot would wait 30 s)
-        assert value(scrape(server), "greenroom_rooms", name="table") == len(
-            {r.room_id for r in survivors})
+        replaced = scrape(server)
+        assert value(replaced, "greenroom_rooms", name="table") == len({r.room_id for r in survivors})
+        assert value(replaced, "greenroom_worker_restarts_total") == 1
+        server.signal(signal.SIGTTIN)  # a worker added on purpose is no restart
+        server.wait_serving(3, count=4)
+        assert value(scrape(server), "greenroom_worker_restarts_total") == 1
         leave_all(survivors)
     finally:
         server.stop()

@@ -11,7 +11,8 @@ gunicorn config imports the hooks it wants::
   so that every worker shares presence and listings; and give the workers one Prometheus
   multiprocess directory there, so that /metrics on any worker is the sum of all
   (greenroom.metrics.multiprocess).
-* ``pre_fork``: start it again if it died.
+* ``pre_fork``: start it again if it died; a worker that replaces one which died (no clean exit)
+  counts one ``greenroom_worker_restarts``.
 * ``child_exit``: a worker that exited (killed, crashed, replaced) leaves the metrics' live
   gauges at once, and has its listings removed at once by a sibling, instead of when their
   lease runs out.
@@ -47,7 +48,9 @@ def on_starting(server: Any) -> None:
 
 
 def pre_fork(server: Any, worker: Any) -> None:
-    deployment.current().ensure_redis()
+    state = deployment.current()
+    state.ensure_redis()
+    worker.replaces_dead_worker = state.take_restart()  # the forked worker counts it in /metrics
 
 
 def child_exit(server: Any, worker: Any) -> None:
@@ -57,6 +60,7 @@ def child_exit(server: Any, worker: Any) -> None:
         return  # not a greenroom worker
     if not server.LISTENERS:
         return  # gunicorn is stopping (it closed its listeners): every worker is on its way out
+    deployment.current().note_exit(process_id)
     siblings = [w.process_id for w in server.WORKERS.values() if hasattr(w, "process_id")]
     if siblings and not deployment.current().report_exit(process_id, siblings):
         server.log.warning("greenroom: could not report the exit of worker %s to a sibling; its "

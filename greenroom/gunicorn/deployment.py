@@ -45,6 +45,7 @@ class Deployment:
         self.redis: Any = None
         self._cfg: Any = None
         self._sender: handoff.Sender | None = None
+        self.restarts_due = 0  # workers that died unexpectedly, their replacements not forked yet
         self._write_generation()
         atexit.register(self.cleanup)  # without the on_exit hook too; a no-op in a worker
 
@@ -103,6 +104,29 @@ class Deployment:
             except OSError as exc:
                 log.debug("reporting the exit of %s to %s failed: %s", process_id, sibling, exc)
         return False
+
+    def mark_clean_exit(self, process_id: str) -> None:
+        """Written by a worker whose run ended normally (a drain after TERM, a reload, a
+        ``--max-requests`` recycle): gunicorn gives ``child_exit`` no exit status, so a worker
+        without this mark died (killed, crashed, aborted on timeout)."""
+        open(self._exit_mark(process_id), "w").close()
+
+    def note_exit(self, process_id: str) -> None:
+        """In the master: count the replacement of a worker that left no mark as a restart."""
+        try:
+            os.unlink(self._exit_mark(process_id))
+        except FileNotFoundError:
+            self.restarts_due += 1
+
+    def take_restart(self) -> bool:
+        """In the master, before a fork: is this new worker the replacement of a dead one?"""
+        if self.restarts_due <= 0:
+            return False
+        self.restarts_due -= 1
+        return True
+
+    def _exit_mark(self, process_id: str) -> str:
+        return os.path.join(self.run_dir, f"exited-{process_id}")
 
     # -- the end -------------------------------------------------------------------------------
     def cleanup(self) -> None:

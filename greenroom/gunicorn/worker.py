@@ -111,6 +111,10 @@ class Worker(GeventPyWSGIWorker):
             server.start()  # announce this worker now: placement may choose it before it is asked
         except Exception as exc:  # noqa: BLE001 - the first request tries again (answering 503)
             log.warning("worker %s cannot join the deployment yet: %s", self.process_id, exc)
+        if getattr(self, "replaces_dead_worker", False):
+            from ..metrics import record
+
+            record.active.worker_restarted()
         log.info("worker %s (pid %d) of generation %d serving", self.process_id, os.getpid(),
                  self.generation)
 
@@ -127,6 +131,7 @@ class Worker(GeventPyWSGIWorker):
         super().run()
         if self._drainer is not None:  # handed-in sockets are not in gunicorn's pool: wait here
             self._drainer.join(timeout=self.cfg.graceful_timeout)
+        self.deployment.mark_clean_exit(self.process_id)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         """SIGTERM: drain in the background while gunicorn stops accepting."""
