@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gevent.event import Event
+
 from .clock import Clock, Timer
 from .errors import SeatReservationError
 from .inbox import Inbox, InboxClosed
@@ -92,6 +94,7 @@ class RoomEngine(Membership):
         #: This room name's figures (greenroom.metrics.record); counts nothing while metrics are off.
         self.meter: record.RoomMeter = record.OFF
         self._metered_clients = 0  # what this room added to the clients gauge
+        self._disposed: Event | None = None  # made by the first wait_disposed(), rarely
 
     # == the line of execution ===================================================================
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -358,6 +361,15 @@ class RoomEngine(Membership):
         if self._host is not None:
             self._host.room_disposed(self)
         self._release_resources()
+        if self._disposed is not None:
+            self._disposed.set()
+
+    def wait_disposed(self, timeout: float) -> bool:
+        """Block (outside the room) until the room is disposed and unlisted, or ``timeout``
+        passes: an operator's dispose should not answer while the room is still listed."""
+        if self.phase is not Phase.DISPOSED and self._disposed is None:
+            self._disposed = Event()
+        return self.phase is Phase.DISPOSED or bool(self._disposed and self._disposed.wait(timeout))
 
     def _release_resources(self) -> None:
         meter, self.meter = self.meter, record.OFF  # idempotent: a room is counted out once

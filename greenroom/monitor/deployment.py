@@ -82,7 +82,7 @@ class Deployment:
 
     # -- acting ----------------------------------------------------------------------------
     def dispose(self, room_id: str) -> None:
-        self._on_owner(room_id, rooms.dispose, DISPOSE)
+        self._on_owner(room_id, rooms.dispose, DISPOSE, timeout=10.0)  # it waits for the room
 
     def kick(self, room_id: str, session_id: str, code: int) -> None:
         rooms.check_close_code(code)
@@ -93,7 +93,8 @@ class Deployment:
         return self._on_owner(room_id, rooms.send, SEND, message_type, message, session_id)
 
     # -- dispatch --------------------------------------------------------------------------
-    def _on_owner(self, room_id: str, here: Any, method: str, *args: Any) -> Any:
+    def _on_owner(self, room_id: str, here: Any, method: str, *args: Any,
+                  timeout: float | None = None) -> Any:
         room = self.matchmaker.get_room(room_id)
         if room is not None:
             return here(room, *args)
@@ -102,7 +103,7 @@ class Deployment:
         if listing is None or listing.process_id == self.process_id:
             raise RoomNotFound(f"room {room_id} not found")
         try:
-            return rpc.call(listing.process_id, method, room_id, *args)
+            return rpc.call(listing.process_id, method, room_id, *args, timeout=timeout)
         except RemoteCallError as exc:
             known = _REMOTE_ERRORS.get(exc.remote_type)
             if known is not None:

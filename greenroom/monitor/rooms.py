@@ -53,8 +53,10 @@ def describe(room: Any) -> dict[str, Any]:
 
 
 def dispose(room: Any) -> None:
-    """Close every client (4000, as ``Room.disconnect``), then dispose of the room."""
+    """Close every client (4000, as ``Room.disconnect``), then dispose of the room; returns
+    once it is disposed and unlisted (at most the 5 s ``disconnect`` gives its clients)."""
     call_in_room(room, room.disconnect)
+    room._gr.wait_disposed(6.0)
 
 
 def kick(room: Any, session_id: str, code: int = CloseCode.CONSENTED) -> None:
