@@ -1,0 +1,39 @@
+"""The soak, bounded for CI: rooms created and disposed leave nothing behind.
+
+The 10,000-room run is ``python benchmarks/soak.py --rooms 10000`` (figures in
+benchmarks/results/soak.json and README "Reliability").
+"""
+
+import os
+import sys
+
+from greenroom import Server
+from greenroom.testing.kit import boot
+
+from conftest import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+import soak  # noqa: E402
+
+RSS_MARGIN_KIB = 64 * 1024  # allocator growth of a 1,000-room run measured at ~17 MiB
+
+
+def test_the_counters_see_a_live_room():
+    """The counts the soak compares are real: a live room shows up in every one of them."""
+    server = Server()
+    server.define("soak", soak.SoakRoom)
+    with boot(server) as test_server:
+        empty = soak.counts(server)
+        test_server.connect("soak", state_decoder=None)
+        live = soak.counts(server)
+    assert live["rooms"] == empty["rooms"] + 1
+    assert live["listings"] == empty["listings"] + 1
+    assert live["subscriptions"] == empty["subscriptions"] + 1
+    assert live["timers"] >= empty["timers"] + 1  # the interval
+    assert live["greenlets"] > empty["greenlets"]  # the room's line of execution, the socket's
+
+
+def test_a_thousand_rooms_leave_no_greenlet_timer_subscription_or_listing():
+    result = soak.soak(1000)
+    assert result["after"] == result["before"]
+    assert result["rss_kib_after"] - result["rss_kib_before"] < RSS_MARGIN_KIB
