@@ -1,0 +1,9 @@
+"""Built-in rooms, as Colyseus ships them: LobbyRoom (live room listings), RelayRoom (relays
+messages between its clients) and QueueRoom (groups players by rank, then seats each group in
+a match room). README, "Built-in rooms"."""
+
+from __future__ import annotations
+
+from .lobby import LobbyRoom
+
+__all__ = ["LobbyRoom"]
