@@ -1,0 +1,35 @@
+"""The built-in rooms with the official clients, against real ``greenroom serve`` processes
+sharing the suite's Redis (README, "Built-in rooms")."""
+
+import os
+
+import pytest
+import redis
+
+APP = os.path.join("tests", "apps", "builtin_rooms.py") + ":server"
+
+
+@pytest.fixture
+def two_processes(serve_process, redis_url):
+    redis.Redis.from_url(redis_url).flushall()
+    a = serve_process(APP, "--redis-url", redis_url)
+    b = serve_process(APP, "--redis-url", redis_url)
+    return a[1], b[1]
+
+
+@pytest.mark.parametrize("client,prefix", [("colyseusjs", ""), ("sdk17", ""), ("sdk18", "/v18")])
+def test_lobby_sees_a_room_of_another_process_created_changed_and_disposed(two_processes, run_js,
+                                                                            client, prefix):
+    port_a, port_b = two_processes
+    seen = run_js("lobby.mjs", "--client", client, "--lobby", f"ws://127.0.0.1:{port_a}{prefix}",
+                  "--game", f"ws://127.0.0.1:{port_b}{prefix}", timeout=40)
+    assert seen["error"] is None, seen
+    assert seen["rooms"] == []  # the lobby does not list itself
+    game = seen["game"]["roomId"]
+    kinds = [(e["type"], e["data"] if e["type"] == "-" else e["data"][0]) for e in seen["events"]]
+    assert kinds[0] == ("+", game) and kinds[-1] == ("-", game)
+    created = seen["events"][0]["data"][1]
+    assert created["name"] == "game" and created["roomId"] == game and created["maxClients"] == 4
+    assert created["processId"] != "" and created["publicAddress"].endswith(f":{port_b}")
+    assert any(e["type"] == "+" and e["data"][1]["metadata"] == {"mode": "duel"}
+               for e in seen["events"])
