@@ -33,3 +33,22 @@ def test_lobby_sees_a_room_of_another_process_created_changed_and_disposed(two_p
     assert created["processId"] != "" and created["publicAddress"].endswith(f":{port_b}")
     assert any(e["type"] == "+" and e["data"][1]["metadata"] == {"mode": "duel"}
                for e in seen["events"])
+
+
+def test_relay_room_relays_with_the_sender_and_holds_a_dropped_players_seat(two_processes):
+    from greenroom.client import Client
+
+    port_a, _ = two_processes
+    client = Client(f"ws://127.0.0.1:{port_a}")
+    alice = client.join_or_create("relay", {"name": "alice"})
+    bob = client.join_or_create("relay", {"name": "bob"})
+    assert bob.room_id == alice.room_id
+    alice.send("move", {"x": 1})
+    assert bob.wait_for_message("move") == [alice.session_id, {"x": 1}]
+    bob.drop()
+    back = client.reconnect(bob.reconnection_token)
+    assert back.session_id == bob.session_id
+    alice.send("hi", "again")
+    assert back.wait_for_message("hi") == [alice.session_id, "again"]
+    back.send("yo", 2)
+    assert alice.wait_for_message("yo") == [bob.session_id, 2]

@@ -5,5 +5,6 @@ a match room). README, "Built-in rooms"."""
 from __future__ import annotations
 
 from .lobby import LobbyRoom
+from .relay import RelayRoom
 
-__all__ = ["LobbyRoom"]
+__all__ = ["LobbyRoom", "RelayRoom"]

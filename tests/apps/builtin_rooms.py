@@ -41,3 +41,7 @@ server.define("game", Game).enable_realtime_listing()
 from greenroom.rooms import LobbyRoom  # noqa: E402
 
 server.define("lobby", LobbyRoom)
+
+from greenroom.rooms import RelayRoom  # noqa: E402
+
+server.define("relay", RelayRoom, allow_reconnection_time=20)
