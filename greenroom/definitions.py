@@ -23,6 +23,7 @@ class RoomDefinition:
         self.default_options = default_options
         self.filter_keys: tuple[str, ...] = ()
         self.sort: tuple[tuple[str, int], ...] = ()
+        self.realtime_listing = False
 
     def filter_by(self, *keys: str) -> RoomDefinition:
         """joinOrCreate/join only pick rooms created with the same values of these options."""
@@ -40,6 +41,12 @@ class RoomDefinition:
             if direction not in (1, -1):
                 raise ValueError(f"sort_by {key!r}: direction must be 1 or -1, not {direction!r}")
         self.sort = tuple(spec)
+        return self
+
+    def enable_realtime_listing(self) -> RoomDefinition:
+        """Tell every LobbyRoom of the deployment when a room of this name is created, changes
+        (clients, metadata, lock, private) or is disposed, through presence (README, "LobbyRoom")."""
+        self.realtime_listing = True
         return self
 
     def filters_for(self, options: Mapping[str, Any]) -> dict[str, Any]:

@@ -80,6 +80,8 @@ class RoomEngine(Membership):
         self.locked_manually = False
         self.locked_full = False
         self.private = False
+        #: Kept out of lobby listings (a LobbyRoom lists everything but itself); set in on_create.
+        self.unlisted = False
         self.phase = Phase.DETACHED
         self.clock: Clock | None = None
         self.seats: Seats | None = None
@@ -105,6 +107,11 @@ class RoomEngine(Membership):
         """Run ``fn(*args)`` in the room's line of execution and return its result (or raise);
         raises InboxClosed once the room is disposed."""
         return self._inbox.call(fn, *args)  # type: ignore[union-attr]
+
+    @property
+    def host(self) -> RoomHost | None:
+        """Whoever created the room: the matchmaker (built-in rooms create rooms and query listings)."""
+        return self._host
 
     @property
     def in_room(self) -> bool:

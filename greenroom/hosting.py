@@ -3,7 +3,10 @@ moves here), listing it, forgetting it when it is disposed or moves away.
 
 A mixin of MatchMaker, which finds rooms and reserves seats; this half holds them. Attributes
 it uses (set by MatchMaker): ``driver``, ``presence``, ``process_id``, ``public_address``,
-``lease``, ``rooms``, ``_listings``, ``_reserve_local``.
+``lease``, ``rooms``, ``_listings``, ``definitions``, ``lobby``, ``_reserve_local``.
+
+Rooms whose definition has realtime listing publish their listing to the lobbies after each
+write of it, and their removal once it is removed (greenroom/lobby_channel.py).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from .engine import RoomEngine
 from .errors import MatchMakeError
 from .ids import generate_id
 from .listings import ListingWriter
+from .lobby_channel import LobbyPublisher
 from .presence import PresenceUnavailable
 from .protocol.codes import ErrorCode
 from .room import Room
@@ -38,6 +42,8 @@ class RoomHosting:
     public_address: str | None
     lease: float | None
     rooms: dict[str, Room]
+    definitions: dict[str, RoomDefinition]
+    lobby: LobbyPublisher | None
     _listings: dict[str, ListingWriter]
 
     if TYPE_CHECKING:
@@ -59,6 +65,8 @@ class RoomHosting:
             self.driver.remove(room_id)
         except Exception as exc:  # noqa: BLE001 - the listing's lease runs out by itself
             log.warning("room %s: removing its listing failed: %s", room_id, exc)
+        if writer is not None and writer.on_written is not None and self.lobby is not None:
+            self.lobby.removed(room_id)
         log.info("room %s (%s) disposed", room_id, engine.name)
 
     def restore_room(self, definition: RoomDefinition, options: dict[str, Any], room_id: str,
@@ -83,7 +91,7 @@ class RoomHosting:
         if engine.listing is not None:
             if self.lease is not None:
                 engine.listing.lease_expires_at = time.time() + self.lease
-            writer = self._listings[room_id] = ListingWriter(self.driver, engine.listing)
+            writer = self._listings[room_id] = self._listing_writer(engine.name, engine.listing)
             try:
                 writer.relist()
             except Exception as exc:  # noqa: BLE001 - the heartbeat lists it again
@@ -126,10 +134,11 @@ class RoomHosting:
             raise MatchMakeError(str(exc) or type(exc).__name__, ErrorCode.APPLICATION_ERROR) from exc
         engine.listing = RoomListing(
             name=definition.name, room_id=room_id, process_id=self.process_id,
-            max_clients=room.max_clients, private=room.private, metadata=dict(room.metadata),
-            filters=definition.filters_for(options), public_address=self.public_address,
+            max_clients=room.max_clients, private=room.private, unlisted=engine.unlisted,
+            metadata=dict(room.metadata), filters=definition.filters_for(options),
+            public_address=self.public_address,
             lease_expires_at=time.time() + self.lease if self.lease is not None else None)
-        writer = self._listings[room_id] = ListingWriter(self.driver, engine.listing)
+        writer = self._listings[room_id] = self._listing_writer(definition.name, engine.listing)
         seat = self._reserve_local(room, options) if reserve else None
         if reserve and seat is None:
             self._listings.pop(room_id, None)
@@ -141,6 +150,12 @@ class RoomHosting:
         self.rooms[room_id] = room
         log.info("room %s (%s) created", room_id, definition.name)
         return room, seat  # type: ignore[return-value]
+
+    def _listing_writer(self, name: str, listing: RoomListing) -> ListingWriter:
+        """The writer of a room's listing; with realtime listing, it tells the lobbies."""
+        definition = self.definitions.get(name)
+        realtime = definition is not None and definition.realtime_listing and self.lobby is not None
+        return ListingWriter(self.driver, listing, self.lobby.updated if realtime else None)  # type: ignore[union-attr]
 
     def _register(self, engine: RoomEngine, writer: ListingWriter) -> None:
         """List a new room; one that cannot be listed is disposed (on_dispose runs), never left

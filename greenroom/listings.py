@@ -10,11 +10,16 @@ sends once its current write is done. The last write always carries the latest v
 Once the room is disposed (``close``), nothing more is written, and a registration that was in
 flight when it happened is taken back, so a disposed room is never listed again (a ghost the
 heartbeat would otherwise renew forever).
+
+``on_written(listing)``, when given, runs after each write that succeeded, in the writer's
+order: a room with realtime listing publishes its listing to the lobbies there
+(greenroom/lobby_channel.py), once the driver holds what the lobbies will be told.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from .drivers.base import Driver
@@ -24,9 +29,11 @@ log = logging.getLogger("greenroom.matchmaker")
 
 
 class ListingWriter:
-    def __init__(self, driver: Driver, listing: RoomListing) -> None:
+    def __init__(self, driver: Driver, listing: RoomListing,
+                 on_written: Callable[[RoomListing], None] | None = None) -> None:
         self.driver = driver
         self.listing = listing
+        self.on_written = on_written
         self.closed = False
         self._pending: dict[str, Any] = {}
         self._relist = False
@@ -44,6 +51,8 @@ class ListingWriter:
             self.driver.register(self.listing)
             if self.closed:  # disposed while we registered: take it back
                 self.driver.remove(self.room_id)
+            else:
+                self._written()
         finally:
             self._busy = False
         self._drain()
@@ -84,15 +93,22 @@ class ListingWriter:
                         raise
                 else:
                     changes, self._pending = self._pending, {}
-                    self._write(changes)
+                    if self._write(changes):
+                        self._written()
         finally:
             self._busy = False
 
-    def _write(self, changes: dict[str, Any]) -> None:
+    def _written(self) -> None:
+        if self.on_written is not None and not self.closed:
+            self.on_written(self.listing)
+
+    def _write(self, changes: dict[str, Any]) -> bool:
         try:
             self.driver.update(self.room_id, **changes)
         except Exception:  # noqa: BLE001 - the room keeps playing; the lease renews the listing
             log.exception("room %s: listing update %s failed", self.room_id, sorted(changes))
+            return False
+        return True
 
     def _write_all(self) -> None:
         if self.driver.get(self.room_id) is None:
@@ -103,3 +119,4 @@ class ListingWriter:
             fields = self.listing.to_dict()
             fields.pop("room_id")
             self.driver.update(self.room_id, **fields)
+        self._written()

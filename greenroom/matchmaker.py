@@ -27,6 +27,7 @@ from .errors import MatchMakeError, ServiceUnavailable
 from .hosting import RoomHosting
 from .ids import generate_id
 from .listings import ListingWriter
+from .lobby_channel import LobbyPublisher
 from .presence import PresenceUnavailable
 from .presence.rpc import RemoteCallFailed, RemoteCallTimeout, RemoteProcessGone
 from .protocol.codes import CloseCode, ErrorCode
@@ -80,6 +81,8 @@ class MatchMaker(RoomHosting):
         self.definitions: dict[str, RoomDefinition] = {}
         self.rooms: dict[str, Room] = {}
         self._listings: dict[str, ListingWriter] = {}
+        #: Publishes the listings of realtime-listed rooms to the LobbyRooms of the deployment.
+        self.lobby = LobbyPublisher(presence) if presence is not None else None
         self._creation_locks: dict[tuple[str, str], list[Any]] = {}
         self._accepting = True
         if rpc is not None:

@@ -1,0 +1,10 @@
+"""Built-in rooms, as Colyseus ships them: LobbyRoom (live room listings), RelayRoom (relays
+messages between its clients) and QueueRoom (groups players by rank, then seats each group in
+a match room). README, "Built-in rooms"."""
+
+from __future__ import annotations
+
+from .lobby import LobbyRoom
+from .relay import RelayRoom
+
+__all__ = ["LobbyRoom", "RelayRoom"]
