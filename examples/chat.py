@@ -35,6 +35,6 @@ class ChatRoom(Room):
         self.broadcast("left", client.auth["name"])
 
 
-server = Server()
+server = Server(dialects={"/v18": "v5"})  # @colyseus/sdk 0.18 on ws://host/v18
 server.define("chat", ChatRoom).filter_by("channel")
 application = server.wsgi_app  # gunicorn -c python:greenroom.gunicorn.conf -w 4 (README, "Under gunicorn")

@@ -2,7 +2,10 @@
 
     greenroom serve examples/echo.py:server
 
-Any official Colyseus client can then ``joinOrCreate("echo")`` on ws://127.0.0.1:2567.
+Any official Colyseus client can then ``joinOrCreate("echo")``: colyseus.js 0.16 and
+@colyseus/sdk 0.17 on ws://127.0.0.1:2567, @colyseus/sdk 0.18 (the newer wire dialect, v5) on
+ws://127.0.0.1:2567/v18. ``greenroom serve ... --dialect-path /v18=v5`` does the same for any
+application without a code change.
 """
 
 from greenroom import Room, Server
@@ -63,6 +66,6 @@ class EchoRoom(Room):
         self.state.players.pop(client.session_id, None)
 
 
-server = Server()
+server = Server(dialects={"/v18": "v5"})  # ws://host -> v3, ws://host/v18 -> v5 (sdk 0.18)
 server.define("echo", EchoRoom)
 application = server.wsgi_app  # gunicorn -c python:greenroom.gunicorn.conf -w 4 (README, "Under gunicorn")

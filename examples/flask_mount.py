@@ -25,7 +25,7 @@ class LobbyRoom(Room):
         client.send("hello", "from greenroom")
 
 
-server = Server()
+server = Server(dialects={"/v18": "v5"})  # @colyseus/sdk 0.18 on ws://host/v18
 server.define("lobby", LobbyRoom)
 server.wsgi_app = server.wsgi_middleware(app.wsgi_app)
 application = server.wsgi_app

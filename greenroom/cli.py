@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from .loadtest import cli as loadtest
+from .protocol.dialect import from_environment as dialect_settings
 from .settings import ConfigurationError, check_environment
 
 log = logging.getLogger("greenroom.cli")
@@ -149,6 +150,13 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
                        help="connections one process (each worker) serves at once, room sockets "
                             "included; at the limit it stops accepting until one closes (env "
                             "GREENROOM_MAX_CONNECTIONS) [default: 10000]")
+    serve.add_argument("--dialect", default=None,
+                       help="wire dialect of the root endpoint: v3 (colyseus.js 0.16, "
+                            "@colyseus/sdk 0.17) or v5 (@colyseus/sdk 0.18) (env GREENROOM_DIALECT) "
+                            "[default: the Server's, v3]")
+    serve.add_argument("--dialect-path", action="append", default=None, metavar="PREFIX=DIALECT",
+                       help="also serve DIALECT under a path prefix, e.g. /v18=v5; repeatable "
+                            "(env GREENROOM_DIALECT_PATHS, comma-separated)")
     serve.add_argument("--pid-file", default=_env("GREENROOM_PID_FILE"),
                        help="write the server's (the master's) pid there (env GREENROOM_PID_FILE)")
     return serve
@@ -196,6 +204,14 @@ def _export_limits(args: argparse.Namespace) -> None:
                             (args.max_connections, "GREENROOM_MAX_CONNECTIONS")):
         if value is not None:
             os.environ[variable] = repr(value)
+    if args.dialect:
+        os.environ["GREENROOM_DIALECT"] = args.dialect
+    if args.dialect_path:
+        os.environ["GREENROOM_DIALECT_PATHS"] = ",".join(args.dialect_path)
+    try:  # checked here, before any fork: a bad dialect is one line and exit 2
+        dialect_settings("v3", {}, os.environ)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
     check_environment()
 
 

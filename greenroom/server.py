@@ -23,6 +23,7 @@ from .health import Readiness
 from .ids import generate_id
 from .matchmaker import MatchMaker, RoomDefinition
 from .protocol.dialect import Dialect
+from .protocol.dialect import from_environment as dialect_settings
 from .room import Room
 from .schema import speedups
 from .settings import HEARTBEAT, LEASE, ConfigurationError, env_seconds
@@ -163,10 +164,12 @@ class Server:
             self.matchmaker.placement = placement or LeastLoaded(registry, self.presence, process_id)
         #: Extra /health sections, by key (a cluster worker adds "cluster").
         self.health_sections: dict[str, Any] = {}
-        self.dialect = Dialect.parse(dialect)
+        try:
+            self.dialect, paths = dialect_settings(dialect, dict(dialects or {}), os.environ)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
         self.wsgi_app = GreenroomApp(
-            self.matchmaker, dialect=self.dialect,
-            dialects={k: Dialect.parse(v) for k, v in (dialects or {}).items()},
+            self.matchmaker, dialect=self.dialect, dialects=paths,
             health=self.health, on_first_request=self.start, routes=self.routes)
         self._stopped = Event()
         self._wsgi_server: Any = None

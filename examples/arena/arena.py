@@ -120,7 +120,7 @@ def static_files(environ, start_response):
     return [body]
 
 
-server = Server()
+server = Server(dialects={"/v18": "v5"})  # @colyseus/sdk 0.18 on ws://host/v18
 server.define("arena", ArenaRoom)
 server.wsgi_app = server.wsgi_middleware(static_files)
 application = server.wsgi_app

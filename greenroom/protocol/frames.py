@@ -22,17 +22,33 @@ MessageType = str | int
 
 
 class _Undefined:
-    """A message sent without payload: the client sees `undefined`, not `null`."""
+    """JavaScript's `undefined`: a message without payload. A handler gets it for
+    ``room.send("type")`` and sending it back sends no payload, so the official clients see
+    `undefined` again, not `null` (what None means). Falsy, like `undefined`; nested in a
+    payload it is packed as msgpackr's `undefined` (fixext 0), which the clients decode so."""
 
     __slots__ = ()
 
     def __repr__(self) -> str:
         return "UNDEFINED"
 
+    def __bool__(self) -> bool:
+        return False
+
 
 UNDEFINED: Any = _Undefined()
 
-_packer = msgpack.Packer(use_bin_type=True, datetime=True)
+# msgpackr writes `undefined` as fixext1 type 0 with one zero byte (PROTOCOL.md, 3.1).
+_UNDEFINED_EXT = msgpack.ExtType(0, b"\x00")
+
+
+def _pack_default(value: Any) -> Any:
+    if value is UNDEFINED:
+        return _UNDEFINED_EXT
+    raise TypeError(f"can not serialize {type(value).__name__!r} object")
+
+
+_packer = msgpack.Packer(use_bin_type=True, datetime=True, default=_pack_default)
 
 
 class FrameError(ValueError):
@@ -102,7 +118,7 @@ PING = bytes([Code.PING])
 class ClientFrame:
     code: int
     type: MessageType | None = None
-    payload: Any = None
+    payload: Any = UNDEFINED  # no payload in the frame
     request_id: int | None = None
 
 
@@ -115,7 +131,7 @@ def parse_client_frame(frame: bytes) -> ClientFrame:
         return ClientFrame(code)
     if code == Code.ROOM_DATA:
         message_type, pos = _read_type(frame, 1)
-        payload = unpack(memoryview(frame)[pos:]) if pos < len(frame) else None
+        payload = unpack(memoryview(frame)[pos:]) if pos < len(frame) else UNDEFINED
         return ClientFrame(code, message_type, payload)
     if code == Code.ROOM_DATA_BYTES:
         message_type, pos = _read_type(frame, 1)
@@ -123,7 +139,7 @@ def parse_client_frame(frame: bytes) -> ClientFrame:
     if code == Code.ROOM_REQUEST:
         request_id, pos = _read_integer(frame, 1, "request id")
         message_type, pos = _read_type(frame, pos)
-        payload = unpack(memoryview(frame)[pos:]) if pos < len(frame) else None
+        payload = unpack(memoryview(frame)[pos:]) if pos < len(frame) else UNDEFINED
         return ClientFrame(code, message_type, payload, request_id=request_id)
     raise FrameError(f"unknown protocol code {frame[0]}")
 
