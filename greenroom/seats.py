@@ -9,6 +9,7 @@ take the last one.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -99,13 +100,16 @@ class Seats:
         return session_id if self.reserve(session_id, {}, seconds, reconnect=client) else None
 
     def client_for_token(self, token: str) -> Client | None:
+        """Tokens are compared in constant time: how long a wrong guess takes says nothing of
+        how close it came."""
         if not token:
             return None
+        given = token.encode("utf-8", "surrogatepass")
         for held in self.held.values():
-            if held.token == token:
+            if _same(held.token, given):
                 return held.client
         for client in self.clients:
-            if client.reconnection_token == token:
+            if _same(client.reconnection_token, given):
                 return client  # a stale socket still open: the new one will replace it
         return None
 
@@ -148,3 +152,7 @@ class Seats:
         for session_id in list(self.reserved):
             self.claim(session_id)
         return list(self.held.values())
+
+
+def _same(token: str | None, given: bytes) -> bool:
+    return bool(token) and hmac.compare_digest(token.encode("utf-8", "surrogatepass"), given)
