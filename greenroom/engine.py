@@ -31,6 +31,7 @@ from .errors import SeatReservationError
 from .inbox import Inbox, InboxClosed
 from .membership import SEAT_EXPIRED, TOKEN_EXPIRED, Membership
 from .metrics import record
+from .patch_clock import PatchTick
 from .phase import Phase
 from .protocol import frames
 from .protocol.codes import CloseCode
@@ -87,9 +88,10 @@ class RoomEngine(Membership):
         self.seats: Seats | None = None
         self._inbox: Inbox | None = None
         self._host: RoomHost | None = None
-        self._patch_timer: Timer | None = None
+        self._patch_timer: PatchTick | None = None
         self._simulation: Timer | None = None
         self._after_patch: list[tuple[bytes, Any]] = []
+        self._own_before_patch = True
         self._subscriptions: list[tuple[str, Callable[[Any], None]]] = []
         self._awaiting_ack: dict[Client, Timer] = {}
         self.options: dict[str, Any] = {}
@@ -251,11 +253,19 @@ class RoomEngine(Membership):
             self._host.update_listing(self.room_id, **changes)
 
     def reset_patch_timer(self) -> None:
-        if self._patch_timer is not None:
-            self._patch_timer.clear()
-            self._patch_timer = None
+        if self._patch_timer is not None and self.clock is not None:
+            self.clock.clear_patch_interval(self._patch_timer)
+        self._patch_timer = None
+        # Room marks its own do-nothing on_before_patch: a room that keeps it needs no tick
+        # when nothing changed; one that overrides it gets every tick, as it expects.
+        self._own_before_patch = not getattr(self.room.on_before_patch, "greenroom_default", False)
         if self.room.patch_rate and self.clock is not None:
-            self._patch_timer = self.clock.set_interval(self._patch_tick, self.room.patch_rate)
+            self._patch_timer = self.clock.set_patch_interval(self._patch_tick, self.room.patch_rate,
+                                                              self._patch_wanted)
+
+    def _patch_wanted(self) -> bool:
+        """Asked in the hub at every tick of the shared patch clock: does this tick do anything?"""
+        return (self._after_patch != [] or self._own_before_patch or self.serializer.has_changes())
 
     def set_simulation(self, callback: Callable[[float], Any] | None, milliseconds: float) -> None:
         if self._simulation is not None:

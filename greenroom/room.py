@@ -76,6 +76,8 @@ class Room:
     def on_before_patch(self) -> None:
         """Called before every patch tick: last chance to change the state for this patch."""
 
+    on_before_patch.greenroom_default = True  # type: ignore[attr-defined]  # see RoomEngine._patch_wanted
+
     def on_before_shutdown(self) -> None:
         """Called on graceful shutdown; the default disconnects everyone with 4001."""
         self.disconnect(CloseCode.SERVER_SHUTDOWN)
