@@ -61,7 +61,8 @@ class OriginPolicy:
             return
         if not entries:
             raise ConfigurationError(f"{what}: an empty list would refuse every browser; give "
-                                     f"origins such as {_EXAMPLE}, or * for any")
+                                     f"origins, scheme://host[:port] (e.g. {_EXAMPLE}), or * "
+                                     "for any")
         normalised = set()
         for entry in entries:
             origin = normalise(entry)
