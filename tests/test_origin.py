@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from cluster_process import Cluster
+from cluster_process import Cluster, Gunicorn
 
 from greenroom import Server
 from greenroom.client import Client, SeatReservation
@@ -222,3 +222,16 @@ def test_both_workers_bound_the_body_and_serve_on(cluster):
     assert room.wait_for_message("echo", timeout=10) == "still here"
     room.leave()
     cluster.wait_for_log(r"-> 413 request body over 2048 bytes", 6)
+
+
+def test_gunicorn_workers_refuse_a_foreign_origin_too():
+    running = Gunicorn(2, env={"GREENROOM_ALLOWED_ORIGINS": GAME})
+    try:
+        running.wait_serving(2)
+        url = f"{running.http}/matchmake/create/table"
+        assert request(url, headers={"Origin": EVIL})[0] == 403
+        seat = request(url, headers={"Origin": GAME})[2]
+        assert upgrade(running.port, room_path(seat), EVIL) == "HTTP/1.1 403 Forbidden"
+        assert upgrade(running.port, room_path(seat), GAME) == "HTTP/1.1 101 Switching Protocols"
+    finally:
+        running.stop()
