@@ -67,8 +67,11 @@ def authenticate_request(name: str, room_cls: type[Room], options: dict[str, Any
     token = getattr(request, "token", None) if request is not None else None
     try:
         auth = getattr(room_cls, HOOK)(token, options, request)
-    except GreenroomError:
-        raise
+    except GreenroomError as exc:
+        if 400 <= exc.code <= 599:
+            raise
+        # Its code is the HTTP status: a 2xx would be taken for a seat by 0.17/0.18 clients.
+        raise AuthError(exc.message, ErrorCode.AUTH_FAILED) from exc
     except Exception as exc:
         # A refusal of the client's input (a bad token) as much as a bug: one line, the
         # traceback at debug level for whoever looks for it.

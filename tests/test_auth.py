@@ -65,6 +65,8 @@ class Guarded(Room):
             raise ValueError("the identity service said no")
         if token == "teapot":
             raise AuthError("banned", 418)
+        if token == "not-http":
+            raise AuthError("refused", 4217)  # not an HTTP status: 525
         return None
 
     def on_create(self, options):
@@ -92,6 +94,7 @@ def listed(server, name):
     ("wrong", 525, "onAuth failed"),
     ("raise", 526, "the identity service said no"),
     ("teapot", 418, "banned"),
+    ("not-http", 525, "refused"),
 ])
 @pytest.mark.parametrize("method", ["joinOrCreate", "create", "join"])
 def test_a_refusal_in_the_class_hook_answers_its_code_and_creates_no_room(
