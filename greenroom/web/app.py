@@ -113,9 +113,9 @@ class GreenroomApp:
         return self._respond(environ, start_response, http.error_response(environ, 404, f"no route for {path}"))
 
     def refuse_upgrade(self, environ: dict[str, Any]) -> tuple[str, str] | None:
-        """Asked by greenroom's handler before it answers a WebSocket upgrade (before the 101,
-        and before a hand-off to a sibling worker): (status, reason) to refuse it. Sockets of a
-        mounted app (see ``_is_ours``) are left to it."""
+        """Asked by greenroom's handler before it answers a WebSocket upgrade (before the 101;
+        a socket handed to a sibling worker is asked there): (status, reason) to refuse it.
+        Sockets of a mounted app (see ``_is_ours``) are left to it."""
         if not self.origins.restricted:
             return None
         segments = [s for s in environ.get("PATH_INFO", "/").split("/") if s]

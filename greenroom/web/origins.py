@@ -10,7 +10,7 @@ does not apply to it. Default: no list, every origin is served, as before.
 ``GREENROOM_ALLOWED_ORIGINS`` (or ``Server(allowed_origins=[...])``): comma-separated origins,
 ``scheme://host[:port]``, compared as browsers write them (scheme and host in lower case, no
 default port); ``*`` allows all. A refused upgrade or request is answered 403 before anything
-else happens (no seat, no room, no hand-off to a sibling worker's room), with one log line.
+else happens (no room is made, no seat reserved or claimed), with one log line.
 
 Imports only the standard library: the cluster's master checks the setting before it forks.
 """
