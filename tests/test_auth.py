@@ -280,3 +280,22 @@ def test_official_clients_authenticate_against_two_workers(jwt_cluster, run_js, 
     expired = run_js("auth.mjs", "--client", client, "--endpoint", jwt_cluster.endpoint + prefix,
                      "--room", "game", "--token", token("bea", seconds=-1))
     assert (expired["error"]["code"], expired["error"]["message"]) == (525, "token expired")
+
+
+def test_a_reserved_seat_keeps_its_auth_when_the_room_moves_to_new_code(greenroom_boot):
+    """``--migrate`` moves rooms with their unclaimed reservations: the auth goes with them."""
+    from greenroom import migration
+    from greenroom.definitions import SeatReservation
+
+    old, new = Server(), Server()
+    for server in (old, new):
+        server.define("guarded", Guarded)
+    old_running, new_running = greenroom_boot(old), greenroom_boot(new)
+    seat = old.matchmaker.create("guarded", {}, auth={"user": "moved"})
+    room = old.matchmaker.get_room(seat.room_id)
+    data = json.loads(json.dumps(old_running.in_room(room, migration.snapshot, room)))
+    assert migration.restore(new.matchmaker, data) == {"processId": new.process_id}
+    moved = SeatReservation(seat.name, seat.room_id, new.process_id, seat.session_id)
+    joined = Client(new_running.endpoint).consume_seat_reservation(moved.to_json())
+    assert joined.wait_for_message("welcome", timeout=10)["auth"] == {"user": "moved"}
+    joined.leave()
