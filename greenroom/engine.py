@@ -159,15 +159,17 @@ class RoomEngine(Membership):
         except InboxClosed:
             pass
 
-    def reserve_seat(self, session_id: str, options: dict[str, Any]) -> bool:
+    def reserve_seat(self, session_id: str, options: dict[str, Any], auth: Any = None) -> bool:
         """Claim a seat for ``session_id`` without yielding, so concurrent callers can never both
-        take the last one; False when the room is full, locked or closing."""
+        take the last one; False when the room is full, locked or closing. ``auth``: what
+        ``on_auth_request`` returned, the client's ``auth`` when its socket arrives."""
         assert self.seats is not None
         if self.phase is not Phase.RUNNING or self.locked_manually:
             return False
         if not self.seats.has_free(self.room.max_clients):
             return False
-        if not self.seats.reserve(session_id, options, self.room.seat_reservation_timeout):
+        if not self.seats.reserve(session_id, options, self.room.seat_reservation_timeout,
+                                  auth=auth):
             return False
         self._seats_changed()
         return True

@@ -47,7 +47,8 @@ class RoomHosting:
     _listings: dict[str, ListingWriter]
 
     if TYPE_CHECKING:
-        def _reserve_local(self, room: Room, options: dict[str, Any]) -> SeatReservation | None: ...
+        def _reserve_local(self, room: Room, options: dict[str, Any],
+                           auth: Any = None) -> SeatReservation | None: ...
 
     # -- RoomHost (what a room's engine calls) ----------------------------------------------------
     def update_listing(self, room_id: str, **changes: Any) -> None:
@@ -108,7 +109,8 @@ class RoomHosting:
     # -- creating ---------------------------------------------------------------------------------
     def _create_room(self, definition: RoomDefinition, options: dict[str, Any], *,
                      reserve: bool = False, room_id: str | None = None,
-                     restore: Callable[[Room], None] | None = None) -> tuple[Room, SeatReservation]:
+                     restore: Callable[[Room], None] | None = None,
+                     auth: Any = None) -> tuple[Room, SeatReservation]:
         """Create a room and, with ``reserve``, the creator's seat: taken before the room is
         listed, so concurrent joiners cannot fill a room its creator then cannot enter.
 
@@ -139,7 +141,7 @@ class RoomHosting:
             public_address=self.public_address,
             lease_expires_at=time.time() + self.lease if self.lease is not None else None)
         writer = self._listings[room_id] = self._listing_writer(definition.name, engine.listing)
-        seat = self._reserve_local(room, options) if reserve else None
+        seat = self._reserve_local(room, options, auth) if reserve else None
         if reserve and seat is None:
             self._listings.pop(room_id, None)
             engine.dispose()
