@@ -29,12 +29,16 @@ _EXPORTS = {
     "RoomListing": ".drivers.listing",
     "Monitor": ".monitor",
     "Metrics": ".metrics",
+    "LobbyRoom": ".rooms",
+    "RelayRoom": ".rooms",
+    "QueueRoom": ".rooms",
 }
 
 __all__ = [
     "Room", "Server", "Client", "ClientState", "RoomDefinition", "SeatReservation", "MatchMaker",
     "GreenroomError", "MatchMakeError", "AuthError", "ServiceUnavailable", "CloseCode", "ErrorCode",
-    "Dialect", "RoomListing", "Monitor", "Metrics", "__version__",
+    "Dialect", "RoomListing", "Monitor", "Metrics", "LobbyRoom", "RelayRoom", "QueueRoom",
+    "__version__",
 ]
 
 if TYPE_CHECKING:
@@ -46,6 +50,7 @@ if TYPE_CHECKING:
     from .protocol.codes import CloseCode, ErrorCode
     from .protocol.dialect import Dialect
     from .room import Room
+    from .rooms import LobbyRoom, QueueRoom, RelayRoom
     from .server import Server
     from .session import Client, ClientState
 
