@@ -427,3 +427,18 @@ def test_under_two_workers_official_clients_are_seated_in_match_rooms_of_both(cl
     by_room = check_js(result)
     owners = {members[0]["welcome"]["processId"] for members in by_room.values()}
     assert owners == {w["processId"] for w in cluster.workers()} and len(owners) == 2
+
+
+def test_the_example_seats_two_groups_of_four_by_rank(greenroom_boot):
+    from conftest import load_example
+
+    test = greenroom_boot(load_example("queue_room").server)
+    client = Client(test.endpoint)
+    ranks = [10, 12, 15, 11, 400, 410, 380, 450]
+    queued = [client.join_or_create("queue", {"rank": rank}) for rank in ranks]
+    seats = [room.wait_for_message("seat", timeout=10) for room in queued]
+    battles = [client.consume_seat_reservation(seat) for seat in seats]
+    assert len({b.room_id for b in battles[:4]}) == len({b.room_id for b in battles[4:]}) == 1
+    assert battles[0].room_id != battles[4].room_id
+    joined = [battles[0].wait_for_message("joined") for _ in range(4)]  # it joined first
+    assert sorted(j["rank"] for j in joined) == [10, 11, 12, 15]
