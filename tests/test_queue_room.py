@@ -442,3 +442,39 @@ def test_the_example_seats_two_groups_of_four_by_rank(greenroom_boot):
     assert battles[0].room_id != battles[4].room_id
     joined = [battles[0].wait_for_message("joined") for _ in range(4)]  # it joined first
     assert sorted(j["rank"] for j in joined) == [10, 11, 12, 15]
+
+
+def wait_count(room, count):
+    """Read ``clients`` messages until the group size ``count`` comes."""
+    while room.wait_for_message("clients") != count:
+        pass
+
+
+def test_a_reload_moves_the_queue_with_its_players_ranks_and_cycles(greenroom_boot):
+    """What ``--migrate`` does to a queue, step by step in this process: snapshot in the old
+    room, restore in another server, the players reconnect there; the group they had begun
+    is completed by a newcomer and seated."""
+    from greenroom.migration import restore, snapshot
+    from greenroom.protocol.codes import CloseCode
+
+    old, new = greenroom_boot(load_app().server), greenroom_boot(load_app().server)
+    players = [Client(old.endpoint).join_or_create("queue", {"band": "m", "rank": r})
+               for r in (5, 6, 7)]
+    for player in players:
+        wait_count(player, 3)
+    queue = old.room_of(players[0])
+    data = old.in_room(queue, snapshot, queue)
+    waited = {item["sessionId"]: item["cycle"] for item in data["extra"]["queue"]}
+    assert set(waited) == {p.session_id for p in players} and min(waited.values()) >= 1
+    old.in_room(queue, queue.disconnect, CloseCode.MAY_TRY_RECONNECT)
+    assert restore(new.matchmaker, data) == {"processId": new.matchmaker.process_id}
+
+    moved = [Client(new.endpoint).reconnect(p.reconnection_token) for p in players]
+    assert [m.session_id for m in moved] == [p.session_id for p in players]
+    restored = new.room_of(moved[0])
+    cycles_now = new.in_room(restored, lambda: {s: e.current_cycle for s, e in restored.queue.items()})
+    assert all(cycles_now[s] >= waited[s] for s in waited)  # the cycles waited came along
+    newcomer = Client(new.endpoint).join_or_create("queue", {"band": "m", "rank": 8})
+    assert newcomer.room_id == restored.room_id
+    seats = [room.wait_for_message("seat") for room in [*moved, newcomer]]
+    assert len({seat["roomId"] for seat in seats}) == 1

@@ -12,6 +12,9 @@ match room cannot be created, or has no room for the whole group), nobody of the
 seat; its members go back to waiting and are regrouped at the next cycle. A member in
 ``max_seat_attempts`` failed groups is told instead: its queue connection closes with 1011 and
 the reason (Colyseus closes every member with 1011 at the first failure).
+
+With ``greenroom serve --migrate``, a reload moves the queue to the new code with everyone in
+it: ranks, cycles waited, and who is seated, waiting to confirm (``on_snapshot``/``on_restore``).
 """
 
 from __future__ import annotations
@@ -74,7 +77,6 @@ class QueueRoom(Room):
     ``on_join`` (e.g. with a rank found by ``on_auth``)."""
 
     patch_rate = None  # no state to patch
-    migratable = False  # the queue is in memory: a reload lets it finish on its code
 
     match_room_name: str | None = None
     max_players: int = 4
@@ -198,6 +200,33 @@ class QueueRoom(Room):
             entry.failures += 1
             if entry.failures >= self.max_seat_attempts:
                 entry.client.leave(SEATING_FAILED, _close_reason(reason))
+
+    # -- moving to new code (greenroom serve --migrate) ----------------------------------------
+    def on_snapshot(self) -> dict[str, Any]:
+        """The queue as it stands: who waits with which rank, for how many cycles, who is
+        seated (and waits to confirm)."""
+        return {"queue": [
+            {"sessionId": session_id, "rank": e.rank, "teamId": e.team_id, "options": e.options,
+             "cycle": e.current_cycle, "priority": e.high_priority, "failures": e.failures,
+             "seated": e.group is not None and e.group.ready}
+            for session_id, e in self.queue.items()]}
+
+    def on_restore(self, data: dict[str, Any]) -> None:
+        """Queue the moved players again, as they were. Each is a held seat until its client
+        reconnects (no on_join runs); one that does not come back leaves as any other does."""
+        held = self._gr.seats.held if self._gr.seats is not None else {}
+        seated = MatchGroup(ready=True)  # seated members only wait to confirm
+        for item in data.get("queue", []):
+            hold = held.get(item.get("sessionId"))
+            if hold is None:
+                continue
+            entry = QueueEntry(hold.client, float(item["rank"]), item.get("teamId"),
+                               dict(item.get("options") or {}), int(item.get("cycle", 0)),
+                               bool(item.get("priority")), failures=int(item.get("failures", 0)))
+            if item.get("seated"):
+                entry.group = seated
+                seated.members.append(entry)
+            self.queue[hold.client.session_id] = entry
 
     # -- options ------------------------------------------------------------------------------
     def _configure(self, options: Mapping[str, Any]) -> None:
