@@ -2,7 +2,7 @@
 ``match`` rooms; 0.18 clients use the ``/v18`` prefix.
 
 ``queue`` groups players by the ``band`` of their join options (a ``compare`` hook), four at a
-time, every 50 ms. ``match`` greets each member with where it is (``welcome``: roomId,
+time, every 50 ms; no priority after long waits, so bands never mix. ``match`` greets each member with where it is (``welcome``: roomId,
 processId, pid, sessionId, band), so a test sees which group reached which room in which
 process. ``flaky_queue`` sends its groups to ``flaky`` rooms, whose creation fails while the
 file named by GREENROOM_TEST_FLAKY holds a number above zero (decremented at each failure).
@@ -40,6 +40,7 @@ class Flaky(Match):
 
 class BandQueue(QueueRoom):
     cycle_tick_interval = 50
+    max_waiting_cycles_for_priority = None  # bands stay apart however long one waits
 
     def compare(self, entry, group):
         return entry.options.get("band") == group.members[0].options.get("band")
