@@ -480,3 +480,27 @@ def test_a_reload_moves_the_queue_with_its_players_ranks_and_cycles(greenroom_bo
     assert newcomer.room_id == restored.room_id
     seats = [room.wait_for_message("seat") for room in [*moved, newcomer]]
     assert len({seat["roomId"] for seat in seats}) == 1
+
+
+def test_a_queue_without_a_defined_match_room_is_refused_at_creation(greenroom_boot):
+    from greenroom import QueueRoom
+
+    server = Server()
+    server.define("nameless", QueueRoom)
+    server.define("elsewhere", QueueRoom, match_room_name="nowhere")
+    client = Client(greenroom_boot(server).endpoint)
+    with pytest.raises(ClientMatchMakeError) as nameless:
+        client.join_or_create("nameless", {})
+    assert nameless.value.code == 526 and "match_room_name" in nameless.value.message
+    with pytest.raises(ClientMatchMakeError) as elsewhere:
+        client.join_or_create("elsewhere", {})
+    assert elsewhere.value.code == 526 and '"nowhere" not defined' in elsewhere.value.message
+
+
+def test_a_clients_bad_option_is_ignored_with_one_log_line(greenroom_boot, caplog):
+    caplog.set_level(logging.INFO)
+    test = greenroom_boot(load_app().server)
+    room = Client(test.endpoint).join_or_create("queue", {"band": "o", "maxWaitingCycles": "many"})
+    assert test.room_of(room).max_waiting_cycles == 15
+    lines = [r for r in caplog.records if "maxWaitingCycles" in r.getMessage()]
+    assert len(lines) == 1 and "ignored" in lines[0].getMessage()
