@@ -421,11 +421,11 @@ def test_under_two_workers_python_players_are_seated_in_match_rooms_of_both(clus
     assert all(len({p["welcome"]["pid"] for p in members}) == 1 for members in by_room.values())
 
 
-@pytest.mark.parametrize("client", ["colyseusjs", "sdk17"])
+@pytest.mark.parametrize("client,prefix", [("colyseusjs", ""), ("sdk17", ""), ("sdk18", "/v18")])
 def test_under_two_workers_official_clients_are_seated_in_match_rooms_of_both(cluster, run_js,
-                                                                            client):
+                                                                            client, prefix):
     result = run_js("queue.mjs", "--client", client, "--n", PLAYERS, "--endpoint",
-                    cluster.endpoint, timeout=100)
+                    cluster.endpoint + prefix, timeout=100)
     by_room = check_js(result)
     owners = {members[0]["welcome"]["processId"] for members in by_room.values()}
     assert owners == {w["processId"] for w in cluster.workers()} and len(owners) == 2
