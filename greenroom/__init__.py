@@ -30,12 +30,16 @@ _EXPORTS = {
     "Monitor": ".monitor",
     "Metrics": ".metrics",
     "RequestInfo": ".web.request",
+    "LobbyRoom": ".rooms",
+    "RelayRoom": ".rooms",
+    "QueueRoom": ".rooms",
 }
 
 __all__ = [
     "Room", "Server", "Client", "ClientState", "RoomDefinition", "SeatReservation", "MatchMaker",
     "GreenroomError", "MatchMakeError", "AuthError", "ServiceUnavailable", "CloseCode", "ErrorCode",
-    "Dialect", "RoomListing", "Monitor", "Metrics", "RequestInfo", "__version__",
+    "Dialect", "RoomListing", "Monitor", "Metrics", "RequestInfo", "LobbyRoom", "RelayRoom",
+    "QueueRoom", "__version__",
 ]
 
 if TYPE_CHECKING:
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
     from .protocol.codes import CloseCode, ErrorCode
     from .protocol.dialect import Dialect
     from .room import Room
+    from .rooms import LobbyRoom, QueueRoom, RelayRoom
     from .server import Server
     from .session import Client, ClientState
     from .web.request import RequestInfo

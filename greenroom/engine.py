@@ -5,8 +5,8 @@ A Room holds one ``RoomEngine`` as ``room._gr`` and no other attribute of greenr
 may give its own attributes any name (``self._state``, ``self._clients``, ``self._clock``...).
 The matchmaker and the socket layer reach a room only through the engine's public methods:
 
-* matchmaker: ``attach``, ``create``, ``reserve_seat``, ``reserve_reconnection``, ``shutdown``,
-  ``force_dispose``, ``dispose``, ``discard``, ``wait_ended``;
+* matchmaker: ``attach``, ``create``, ``reserve_seat``, ``reserve_seats``, ``reserve_reconnection``,
+  ``shutdown``, ``force_dispose``, ``dispose``, ``discard``, ``wait_ended``;
 * socket: ``connection_settings``, ``join``, ``ack``, ``message``, ``closed``;
 * both, and the Room itself: ``post`` and ``call``, the one seam into the room's line of
   execution. Nothing else touches the inbox, so the mechanism behind it can change.
@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -163,14 +163,27 @@ class RoomEngine(Membership):
         """Claim a seat for ``session_id`` without yielding, so concurrent callers can never both
         take the last one; False when the room is full, locked or closing. ``auth``: what
         ``on_auth_request`` returned, the client's ``auth`` when its socket arrives."""
+        return self.reserve_seats([(session_id, options)], auth)
+
+    def reserve_seats(self, seats: Sequence[tuple[str, dict[str, Any]]], auth: Any = None) -> bool:
+        """Claim a seat for every ``(session_id, options)`` in one step that does not yield: all
+        of them or none (a matched group must not be split by a join that takes the last seat
+        between two of its reservations); False when they do not all fit, or the room is locked
+        or closing. ``auth`` goes with each seat (see ``reserve_seat``)."""
         assert self.seats is not None
-        if self.phase is not Phase.RUNNING or self.locked_manually:
+        if self.phase is not Phase.RUNNING or self.locked_manually or not seats:
             return False
-        if not self.seats.has_free(self.room.max_clients):
+        max_clients = self.room.max_clients
+        if max_clients is not None and self.seats.taken + len(seats) > max_clients:
             return False
-        if not self.seats.reserve(session_id, options, self.room.seat_reservation_timeout,
-                                  auth=auth):
-            return False
+        timeout = self.room.seat_reservation_timeout
+        reserved: list[str] = []
+        for session_id, options in seats:
+            if not self.seats.reserve(session_id, options, timeout, auth=auth):
+                for done in reserved:  # a session id given twice: take back the others
+                    self.seats.claim(done)
+                return False
+            reserved.append(session_id)
         self._seats_changed()
         return True
 

@@ -3,7 +3,7 @@ moves here), listing it, forgetting it when it is disposed or moves away.
 
 A mixin of MatchMaker, which finds rooms and reserves seats; this half holds them. Attributes
 it uses (set by MatchMaker): ``driver``, ``presence``, ``process_id``, ``public_address``,
-``lease``, ``rooms``, ``_listings``, ``definitions``, ``lobby``, ``_reserve_local``.
+``lease``, ``rooms``, ``_listings``, ``definitions``, ``lobby``, ``_reserve_local_many``.
 
 Rooms whose definition has realtime listing publish their listing to the lobbies after each
 write of it, and their removal once it is removed (greenroom/lobby_channel.py).
@@ -47,8 +47,8 @@ class RoomHosting:
     _listings: dict[str, ListingWriter]
 
     if TYPE_CHECKING:
-        def _reserve_local(self, room: Room, options: dict[str, Any],
-                           auth: Any = None) -> SeatReservation | None: ...
+        def _reserve_local_many(self, room: Room, seats: list[dict[str, Any]],
+                                auth: Any = None) -> list[SeatReservation] | None: ...
 
     # -- RoomHost (what a room's engine calls) ----------------------------------------------------
     def update_listing(self, room_id: str, **changes: Any) -> None:
@@ -108,11 +108,13 @@ class RoomHosting:
 
     # -- creating ---------------------------------------------------------------------------------
     def _create_room(self, definition: RoomDefinition, options: dict[str, Any], *,
-                     reserve: bool = False, room_id: str | None = None,
+                     seats: list[dict[str, Any]] | None = None, room_id: str | None = None,
                      restore: Callable[[Room], None] | None = None,
-                     auth: Any = None) -> tuple[Room, SeatReservation]:
-        """Create a room and, with ``reserve``, the creator's seat: taken before the room is
-        listed, so concurrent joiners cannot fill a room its creator then cannot enter.
+                     auth: Any = None) -> tuple[Room, list[SeatReservation]]:
+        """Create a room and, with ``seats`` (the join options of each), their seats: all taken
+        before the room is listed, so concurrent joiners cannot fill a room its creator (or the
+        group a QueueRoom matched) then cannot enter. ``auth``: what on_auth_request returned
+        for the creator, its client.auth.
 
         A room moving here from an older worker (greenroom.migration) keeps its ``room_id``,
         and ``restore(room)`` puts its state and clients back after ``on_create``, before it is
@@ -141,17 +143,17 @@ class RoomHosting:
             public_address=self.public_address,
             lease_expires_at=time.time() + self.lease if self.lease is not None else None)
         writer = self._listings[room_id] = self._listing_writer(definition.name, engine.listing)
-        seat = self._reserve_local(room, options, auth) if reserve else None
-        if reserve and seat is None:
+        reserved = self._reserve_local_many(room, seats, auth) if seats else []
+        if reserved is None:
             self._listings.pop(room_id, None)
             engine.dispose()
-            raise MatchMakeError(f'room "{room_id}" has no free seat after creation',
-                                 ErrorCode.MATCHMAKE_INVALID_CRITERIA)
+            raise MatchMakeError(f'room "{room_id}" has fewer than {len(seats or ())} free '
+                                 "seat(s) after creation", ErrorCode.MATCHMAKE_INVALID_CRITERIA)
         engine.listing.clients, engine.listing.locked = engine.seats_taken, room.locked
         self._register(engine, writer)
         self.rooms[room_id] = room
         log.info("room %s (%s) created", room_id, definition.name)
-        return room, seat  # type: ignore[return-value]
+        return room, reserved
 
     def _listing_writer(self, name: str, listing: RoomListing) -> ListingWriter:
         """The writer of a room's listing; with realtime listing, it tells the lobbies."""

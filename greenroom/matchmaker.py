@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import wraps
 from typing import Any, TypeVar
@@ -25,6 +25,7 @@ from .drivers.base import Driver, DriverUnavailable
 from .drivers.listing import RoomListing
 from .engine import RoomEngine
 from .errors import MatchMakeError, ServiceUnavailable
+from .group_seats import GroupSeating
 from .hosting import RoomHosting
 from .ids import generate_id
 from .listings import ListingWriter
@@ -56,7 +57,7 @@ def _backends_required(method: F) -> F:
 _MAX_JOIN_ATTEMPTS = 16
 
 
-class MatchMaker(RoomHosting):
+class MatchMaker(RoomHosting, GroupSeating):
     #: Seconds the cross-process creation lock lives without renewal (a crashed holder blocks
     #: creation of that name for this long at most); renewed every third of it while held.
     creation_lock_ttl: float = 10.0
@@ -90,6 +91,7 @@ class MatchMaker(RoomHosting):
             rpc.register("reserve_seat", self._serve_reserve_seat)
             rpc.register("reserve_reconnection", self._serve_reserve_reconnection)
             rpc.register("create_and_reserve", self._serve_create_and_reserve)
+            self._register_group_rpc()
 
     # -- definitions ----------------------------------------------------------------------------
     def define(self, name: str, room_cls: type[Room], **default_options: Any) -> RoomDefinition:
@@ -198,6 +200,22 @@ class MatchMaker(RoomHosting):
         """Reserve a seat in a given room, e.g. to send a matched group of players there
         (``auth``: their client.auth, if the caller already authenticated them)."""
         return self.join_by_id(room_id, options, auth=auth)
+
+    @_backends_required
+    def create_with_seats(self, name: str, seats: Sequence[Mapping[str, Any]],
+                          options: Mapping[str, Any] | None = None) -> list[SeatReservation]:
+        """Create a room ``name`` (with ``options``, in the process placement chooses) holding a
+        seat for each of ``seats`` (the join options of each member), all taken before the room
+        is listed; one reservation per seat, in order. Raises MatchMakeError, and then no
+        seat and no room are left (greenroom/group_seats.py)."""
+        return self._create_with_seats(name, options, seats)
+
+    @_backends_required
+    def reserve_seats(self, room_id: str, seats: Sequence[Mapping[str, Any]]) -> list[SeatReservation]:
+        """Reserve a seat for each of ``seats`` in the room ``room_id`` (of any process), all of
+        them or none: MatchMakeError when they do not all fit, or the room is locked."""
+        self._check_accepting()
+        return self._reserve_seats(room_id, seats)
 
     def get_room(self, room_id: str) -> Room | None:
         """The local room instance (only rooms of this process)."""
@@ -349,7 +367,7 @@ class MatchMaker(RoomHosting):
             seat = self._create_remotely(target, definition, options, auth)
             if seat is not None:
                 return seat
-        return self._create_room(definition, options, reserve=True, auth=auth)[1]
+        return self._create_room(definition, options, seats=[options], auth=auth)[1][0]
 
     def _least_loaded_process(self) -> str:
         if self.registry is None:
@@ -369,16 +387,20 @@ class MatchMaker(RoomHosting):
 
     def _create_remotely(self, target: str, definition: RoomDefinition,
                          options: dict[str, Any], auth: Any = None) -> SeatReservation | None:
-        """A seat in a room ``target`` creates; None when ``target`` certainly made none (it is
-        gone, or it failed), so this process may create it instead. When ``target`` does not
-        answer, it may have made the room: creating another would make two, so the request
-        answers 503 (its retry finds the room, if it was made)."""
+        """A seat in a room ``target`` creates; None when ``target`` certainly made none."""
+        answer = self._ask_creator(target, "create_and_reserve", definition, options, *_given(auth))
+        return SeatReservation(**answer) if answer is not None else None
+
+    def _ask_creator(self, target: str, method: str, definition: RoomDefinition, *args: Any) -> Any:
+        """Have ``target`` create a room (``method(name, *args)``); its answer, or None when
+        ``target`` certainly made none (it is gone, or it failed), so this process may create it
+        instead. When ``target`` does not answer, it may have made the room: creating another
+        would make two, so the request answers 503 (its retry finds the room, if it was made)."""
         request_id = uuid.uuid4().hex  # a retry with the same id never makes a second room
         for attempt in (1, 2):
             try:
-                answer = self.rpc.call(target, "create_and_reserve", definition.name, options,
-                                       *_given(auth), timeout=self.rpc_timeout,
-                                       request_id=request_id)
+                answer = self.rpc.call(target, method, definition.name, *args,
+                                       timeout=self.rpc_timeout, request_id=request_id)
             except RemoteCallTimeout:
                 log.warning("matchmaker: process %s did not answer create (attempt %d)", target, attempt)
                 continue
@@ -388,7 +410,7 @@ class MatchMaker(RoomHosting):
                 return None
             if "error" in answer:
                 raise MatchMakeError(answer["error"], answer["code"])
-            return SeatReservation(**answer)
+            return answer
         raise ServiceUnavailable(
             f'process {target} did not answer a request to create a "{definition.name}" room '
             f"within {2 * self.rpc_timeout:g} s; it may have created it: try again")
@@ -409,7 +431,7 @@ class MatchMaker(RoomHosting):
         try:
             definition = self.definition(name)
             options = self._options(definition, options)
-            seat = self._create_room(definition, options, reserve=True, auth=auth)[1]
+            seat = self._create_room(definition, options, seats=[options], auth=auth)[1][0]
         except MatchMakeError as exc:
             return {"error": exc.message, "code": exc.code}
         return {"name": seat.name, "room_id": seat.room_id, "process_id": seat.process_id,
@@ -417,11 +439,17 @@ class MatchMaker(RoomHosting):
 
     def _reserve_local(self, room: Room, options: dict[str, Any],
                        auth: Any = None) -> SeatReservation | None:
-        session_id = generate_id()
-        if not room._gr.reserve_seat(session_id, options, auth):
+        seats = self._reserve_local_many(room, [options], auth)
+        return seats[0] if seats is not None else None
+
+    def _reserve_local_many(self, room: Room, seats: list[dict[str, Any]],
+                            auth: Any = None) -> list[SeatReservation] | None:
+        """A seat for each of ``seats`` (join options) in a local room: all of them, or None."""
+        session_ids = [generate_id() for _ in seats]
+        if not room._gr.reserve_seats(list(zip(session_ids, seats, strict=True)), auth):
             return None
-        return SeatReservation(room.room_name, room.room_id, self.process_id, session_id,
-                               self.public_address)
+        return [SeatReservation(room.room_name, room.room_id, self.process_id, session_id,
+                                self.public_address) for session_id in session_ids]
 
 
 def _given(auth: Any) -> tuple[Any, ...]:

@@ -5,6 +5,8 @@ a match room). README, "Built-in rooms"."""
 from __future__ import annotations
 
 from .lobby import LobbyRoom
+from .queue import QueueRoom
+from .queue_groups import MatchGroup, QueueEntry
 from .relay import RelayRoom
 
-__all__ = ["LobbyRoom", "RelayRoom"]
+__all__ = ["LobbyRoom", "MatchGroup", "QueueEntry", "QueueRoom", "RelayRoom"]
