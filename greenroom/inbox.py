@@ -14,12 +14,12 @@ run after its ``on_dispose``.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import gevent
 from gevent.event import AsyncResult
-from gevent.queue import SimpleQueue
 
 log = logging.getLogger("greenroom.room")
 
@@ -31,20 +31,31 @@ class InboxClosed(RuntimeError):
 
 
 class Inbox:
-    __slots__ = ("_queue", "_greenlet", "_on_error", "closed", "name")
+    """A deque and a greenlet that sleeps in the hub when it is empty.
+
+    Not a gevent queue: a blocking ``Queue.get`` arms (a dummy) Timeout and a waiter object
+    every time the room runs out of events, which is once per message for a room answering
+    one client at a time (4 % of the echo benchmark's CPU). Here the greenlet parks itself with
+    ``hub.switch()`` and the first event posted to an idle inbox schedules its wake-up; only
+    that callback ever resumes it there, so a handler blocked on I/O is never woken by a post.
+    """
+
+    __slots__ = ("_items", "_greenlet", "_on_error", "closed", "name", "_idle", "_hub")
 
     def __init__(self, name: str, on_error: Callable[[BaseException, Callable[..., Any]], None]) -> None:
         self.name = name
-        self._queue: SimpleQueue = SimpleQueue()
+        self._items: deque[tuple[Any, tuple[Any, ...], AsyncResult | None]] = deque()
         self._on_error = on_error
         self.closed = False
+        self._idle = False  # parked in _run, waiting for _wake
+        self._hub = gevent.get_hub()
         self._greenlet = gevent.spawn(self._run)
         self._greenlet.name = f"room:{name}"
 
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
         """Queue ``fn(*args)``; returns at once. Errors go to the room's error handler."""
         if not self.closed:
-            self._queue.put((fn, args, None))
+            self._put((fn, args, None))
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` in the room's line of execution and return its result (or raise)."""
@@ -53,8 +64,18 @@ class Inbox:
         if self.closed:
             raise InboxClosed(f"room {self.name} is disposed")
         result = AsyncResult()
-        self._queue.put((fn, args, result))
+        self._put((fn, args, result))
         return result.get()
+
+    def _put(self, item: tuple[Any, tuple[Any, ...], AsyncResult | None]) -> None:
+        self._items.append(item)
+        if self._idle:
+            self._idle = False  # one wake-up, however many events come before it runs
+            self._hub.loop.run_callback(self._wake)
+
+    def _wake(self) -> None:
+        if not self._greenlet.dead:
+            self._greenlet.switch()
 
     @property
     def in_room(self) -> bool:
@@ -65,7 +86,7 @@ class Inbox:
         InboxClosed). Safe to call from inside the room."""
         if not self.closed:
             self.closed = True
-            self._queue.put((_STOP, (), None))
+            self._put((_STOP, (), None))
 
     @property
     def ended(self) -> bool:
@@ -78,9 +99,14 @@ class Inbox:
         return self._greenlet.dead
 
     def _run(self) -> None:
-        get = self._queue.get
+        items = self._items
+        park = self._hub.switch
         while not self.closed:
-            fn, args, result = get()
+            if not items:
+                self._idle = True
+                park()  # until _wake: see the class docstring
+                continue
+            fn, args, result = items.popleft()
             if fn is _STOP:
                 break
             try:
@@ -98,7 +124,7 @@ class Inbox:
         self._fail_pending()
 
     def _fail_pending(self) -> None:
-        while not self._queue.empty():
-            _fn, _args, result = self._queue.get()
+        while self._items:
+            _fn, _args, result = self._items.popleft()
             if result is not None:
                 result.set_exception(InboxClosed(f"room {self.name} is disposed"))

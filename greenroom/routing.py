@@ -48,7 +48,10 @@ class MessageRouter:
         handlers = self.byte_handlers if frame.code == Code.ROOM_DATA_BYTES else self.handlers
         handler = handlers.get(frame.type)
         if handler is not None:
-            self._run(f"handler for {frame.type!r}", handler, client, frame.payload)
+            try:  # inline, and the error's wording built only on error: this runs per message
+                handler(client, frame.payload)
+            except Exception as exc:
+                self._report(exc, f"handler for {frame.type!r}", client)
         elif "*" in self.handlers:
             self._run("handler for '*'", self.handlers["*"], client, frame.type, frame.payload)
         else:

@@ -73,6 +73,7 @@ def test_a_blocking_handler_holds_the_room_and_nothing_overtakes_it():
     was received, after B's."""
     events = []
     blocking = Event()
+    release = Event()
     finished = Event()
 
     class Blocking(Room):
@@ -83,8 +84,9 @@ def test_a_blocking_handler_holds_the_room_and_nothing_overtakes_it():
         def block(self, client, message):
             events.append("block start")
             blocking.set()
-            gevent.sleep(0.3)
-            events.append("block end")
+            # Blocked as on I/O; a post to the room meanwhile must not wake it (it would return
+            # False, long before its timeout).
+            events.append("block end" if release.wait(10) else "woken early")
 
         def note(self, client, message):
             events.append(message)
@@ -101,6 +103,8 @@ def test_a_blocking_handler_holds_the_room_and_nothing_overtakes_it():
         b.send("note", "b")
         b.ping()  # answered by b's reader once it has read (and queued) b's message
         a.send("note", "a after")
+        a.ping()
+        release.set()
         assert finished.wait(5)
     assert events == ["block start", "block end", "b", "a after"]
 

@@ -50,7 +50,7 @@ class WebSocketTransport:
         self.ws = ws
 
     def send(self, data: bytes) -> None:
-        self.ws.send(data, binary=True)
+        self.ws.send_binary(data)
 
     def close(self, code: int, reason: str = "") -> None:
         self.ws.close(code, reason)
@@ -70,7 +70,7 @@ class MeteredTransport(WebSocketTransport):
         self.meter = meter
 
     def send(self, data: bytes) -> None:
-        self.ws.send(data, binary=True)
+        self.ws.send_binary(data)
         self.meter.sent(len(data))
 
 

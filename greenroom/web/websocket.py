@@ -362,7 +362,11 @@ class WebSocket(_gws_websocket.WebSocket):
         while True:
             if self._drained:
                 event = sock._read_event
-                if event is not None:  # None: closed; the read below raises EBADF
+                if event is None:  # closed: the read below raises EBADF
+                    pass
+                elif sock.timeout is None and event.callback is None:
+                    sock.hub.wait(event)  # what _wait does, minus its dummy Timeout per read
+                else:
                     sock._wait(event)
             try:
                 data = sock._sock.recv(size)
@@ -512,6 +516,14 @@ class WebSocket(_gws_websocket.WebSocket):
         if binary is None:
             binary = not isinstance(message, str)
         self.send_frame(message, OP_BINARY if binary else OP_TEXT)
+
+    def send_binary(self, data: bytes) -> None:
+        """``send(data, binary=True)`` for bytes, with none of its dispatching: every message a
+        room sends comes through here."""
+        if self.closed:
+            raise ConnectionClosed("Connection is already closed")
+        n = len(data)
+        self._write((bytes((0x82, n)) if n < 126 else _frame_header(OP_BINARY, n)) + data)
 
     def ping(self, payload: bytes = b"") -> None:
         """Send a ping; the pong updates ``last_pong`` while some greenlet is in receive()."""
