@@ -3,7 +3,7 @@ moves here), listing it, forgetting it when it is disposed or moves away.
 
 A mixin of MatchMaker, which finds rooms and reserves seats; this half holds them. Attributes
 it uses (set by MatchMaker): ``driver``, ``presence``, ``process_id``, ``public_address``,
-``lease``, ``rooms``, ``_listings``, ``definitions``, ``lobby``, ``_reserve_local``.
+``lease``, ``rooms``, ``_listings``, ``definitions``, ``lobby``, ``capacity``, ``_reserve_local``.
 
 Rooms whose definition has realtime listing publish their listing to the lobbies after each
 write of it, and their removal once it is removed (greenroom/lobby_channel.py).
@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .capacity import ProcessCapacity
 from .drivers.base import DriverUnavailable
 from .drivers.listing import RoomListing
 from .engine import RoomEngine
@@ -45,9 +46,11 @@ class RoomHosting:
     definitions: dict[str, RoomDefinition]
     lobby: LobbyPublisher | None
     _listings: dict[str, ListingWriter]
+    capacity: ProcessCapacity
 
     if TYPE_CHECKING:
-        def _reserve_local(self, room: Room, options: dict[str, Any]) -> SeatReservation | None: ...
+        def _reserve_local(self, room: Room, options: dict[str, Any],
+                           admitted: bool = False) -> SeatReservation | None: ...
 
     # -- RoomHost (what a room's engine calls) ----------------------------------------------------
     def update_listing(self, room_id: str, **changes: Any) -> None:
@@ -114,7 +117,16 @@ class RoomHosting:
 
         A room moving here from an older worker (greenroom.migration) keeps its ``room_id``,
         and ``restore(room)`` puts its state and clients back after ``on_create``, before it is
-        listed."""
+        listed; it is never refused. Any other room counts against this process's limits from
+        now on, and is refused (ProcessFull) when they are reached."""
+        if room_id is not None:
+            return self._make_room(definition, options, reserve, room_id, restore)
+        with self.capacity.admit_room(self.rooms, self.process_id, 1 if reserve else 0):
+            return self._make_room(definition, options, reserve, None, None)
+
+    def _make_room(self, definition: RoomDefinition, options: dict[str, Any], reserve: bool,
+                   room_id: str | None, restore: Callable[[Room], None] | None,
+                   ) -> tuple[Room, SeatReservation]:
         room = definition.room_cls()
         engine = _engine_of(room)
         if room_id is None:
@@ -139,7 +151,7 @@ class RoomHosting:
             public_address=self.public_address,
             lease_expires_at=time.time() + self.lease if self.lease is not None else None)
         writer = self._listings[room_id] = self._listing_writer(definition.name, engine.listing)
-        seat = self._reserve_local(room, options) if reserve else None
+        seat = self._reserve_local(room, options, admitted=True) if reserve else None
         if reserve and seat is None:
             self._listings.pop(room_id, None)
             engine.dispose()

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from gevent.lock import Semaphore
 
+from .capacity import ProcessCapacity, ProcessFull
 from .definitions import RoomDefinition, SeatReservation
 from .drivers.base import Driver, DriverUnavailable
 from .drivers.listing import RoomListing
@@ -84,6 +85,8 @@ class MatchMaker(RoomHosting):
         #: Publishes the listings of realtime-listed rooms to the LobbyRooms of the deployment.
         self.lobby = LobbyPublisher(presence) if presence is not None else None
         self._creation_locks: dict[tuple[str, str], list[Any]] = {}
+        #: This process's room and client limits (Server(max_rooms=, max_clients=)).
+        self.capacity = ProcessCapacity()
         self._accepting = True
         if rpc is not None:
             rpc.register("reserve_seat", self._serve_reserve_seat)
@@ -318,13 +321,37 @@ class MatchMaker(RoomHosting):
             return None
 
     def _create_and_reserve(self, definition: RoomDefinition, options: dict[str, Any]) -> SeatReservation:
+        """Create the room where placement says; a process at its limit (README, "Limits")
+        sends it to the next least loaded one, and when none can take it: ProcessFull, 523."""
         target = (self.placement.choose(definition.name, options) if self.placement is not None
                   else self._least_loaded_process())
-        if target != self.process_id:
-            seat = self._create_remotely(target, definition, options)
-            if seat is not None:
-                return seat
-        return self._create_room(definition, options, reserve=True)[1]
+        tried: set[str] = set()
+        refusal: ProcessFull | None = None
+        while target is not None:
+            tried.add(target)
+            if target != self.process_id:
+                seat = self._create_remotely(target, definition, options)
+                if seat is not None:
+                    return seat
+                # It made none (it is gone, failed, or is at its limit): here, else the others.
+                target = self.process_id if self.process_id not in tried else self._spill_target(tried)
+                continue
+            try:
+                return self._create_room(definition, options, reserve=True)[1]
+            except ProcessFull as exc:
+                refusal = exc
+            target = self._spill_target(tried)
+        raise ProcessFull(f'no process can create a "{definition.name}" room now: every one is at '
+                          f"its room or client limit ({refusal.message if refusal else 'none left'})")
+
+    def _spill_target(self, tried: set[str]) -> str | None:
+        """The least loaded serving process not yet asked (None when every one was)."""
+        if self.registry is None:
+            return None
+        for info in self.registry.alive_processes():
+            if info.process_id not in tried and info.state == "serving":
+                return info.process_id
+        return None
 
     def _least_loaded_process(self) -> str:
         if self.registry is None:
@@ -360,6 +387,9 @@ class MatchMaker(RoomHosting):
                 log.warning("matchmaker: process %s failed to create a %s room: %s; creating it "
                             "here", target, definition.name, exc)
                 return None
+            if answer.get("full"):
+                log.debug("matchmaker: process %s is at its limit: %s", target, answer["error"])
+                return None
             if "error" in answer:
                 raise MatchMakeError(answer["error"], answer["code"])
             return SeatReservation(**answer)
@@ -382,12 +412,19 @@ class MatchMaker(RoomHosting):
             definition = self.definition(name)
             options = self._options(definition, options)
             seat = self._create_room(definition, options, reserve=True)[1]
+        except ProcessFull as exc:
+            return {"error": exc.message, "code": exc.code, "full": True}
         except MatchMakeError as exc:
             return {"error": exc.message, "code": exc.code}
         return {"name": seat.name, "room_id": seat.room_id, "process_id": seat.process_id,
                 "session_id": seat.session_id, "public_address": seat.public_address}
 
-    def _reserve_local(self, room: Room, options: dict[str, Any]) -> SeatReservation | None:
+    def _reserve_local(self, room: Room, options: dict[str, Any],
+                       admitted: bool = False) -> SeatReservation | None:
+        """A seat in a room of this process; None when it is full, locked, or this process is
+        at its client limit (``admitted``: the creator's seat, which its room creation counted)."""
+        if not admitted and self.capacity.seat_refusal(self.rooms) is not None:
+            return None
         session_id = generate_id()
         if not room._gr.reserve_seat(session_id, options):
             return None

@@ -116,6 +116,10 @@ class Server:
 
     New rooms go where ``placement`` says (default: greenroom.placement.LeastLoaded). A cluster
     master names its workers' processes through ``GREENROOM_PROCESS_ID``.
+
+    ``max_rooms`` and ``max_clients`` cap the rooms and seats of this process (env
+    ``GREENROOM_MAX_ROOMS``, ``GREENROOM_MAX_CLIENTS``; default: no limit); at the limit new
+    rooms are created in other processes, else the request gets 523 (README, "Limits").
     """
 
     def __init__(self, *, presence: Any = None, driver: Driver | None = None,
@@ -125,7 +129,8 @@ class Server:
                  dialects: Mapping[str, str | Dialect] | None = None,
                  heartbeat: float | None = None, lease: float | None = None,
                  rpc_timeout: float = 5.0, monitor: Any = None, metrics: Any = None,
-                 placement: Any = None) -> None:
+                 placement: Any = None,
+                 max_rooms: int | None = None, max_clients: int | None = None) -> None:
         from .presence.local import LocalPresence
 
         _fix_stock_gunicorn_worker()
@@ -149,6 +154,12 @@ class Server:
                                      public_address=self.public_address, rpc=rpc, registry=registry,
                                      lease=self.lease if self.distributed else None,
                                      rpc_timeout=rpc_timeout)
+        from .capacity import ProcessCapacity
+
+        self.matchmaker.capacity = ProcessCapacity.from_environment(max_rooms, max_clients)
+        if registry is not None:  # other processes' placement skips this one when it is full
+            registry.info.max_rooms = self.matchmaker.capacity.max_rooms
+            registry.info.max_clients = self.matchmaker.capacity.max_clients
         self.readiness = Readiness({"presence": self.presence, "driver": self.driver},
                                    accepting=lambda: self.matchmaker.accepting)
         self.routes: dict[str, Route] = {"/ready": self._ready_route}
