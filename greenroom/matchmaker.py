@@ -124,13 +124,17 @@ class MatchMaker(RoomHosting):
             if not lease:
                 raise ServiceUnavailable(f'lost the creation lock of "{name}" while matching '
                                          "(Redis unreachable, or this process stalled); try again")
+            self._check_singleton(definition, options, "joinOrCreate")
             return self._create_and_reserve(definition, options)
 
     @_backends_required
     def create(self, name: str, options: Mapping[str, Any] | None = None) -> SeatReservation:
         definition = self.definition(name)
         options = self._options(definition, options)
-        return self._create_and_reserve(definition, options)
+        if definition.singleton_scope is None:
+            return self._create_and_reserve(definition, options)
+        with self._singleton_creation(definition, options, "create"):
+            return self._create_and_reserve(definition, options)
 
     @_backends_required
     def join(self, name: str, options: Mapping[str, Any] | None = None) -> SeatReservation:
@@ -173,7 +177,12 @@ class MatchMaker(RoomHosting):
     def create_room(self, name: str, options: Mapping[str, Any] | None = None) -> RoomListing:
         """Create a room without reserving a seat (e.g. a lobby opening tournament rooms)."""
         definition = self.definition(name)
-        room = self._create_room(definition, self._options(definition, options))[0]
+        options = self._options(definition, options)
+        if definition.singleton_scope is None:
+            room = self._create_room(definition, options)[0]
+        else:
+            with self._singleton_creation(definition, options, "create_room"):
+                room = self._create_room(definition, options)[0]
         assert room.listing is not None
         return room.listing
 
@@ -245,7 +254,7 @@ class MatchMaker(RoomHosting):
         """Serialise creation per name and filters: in this process by a semaphore (no Redis
         round trip for local contention), across processes by a renewed presence lock. Never
         goes on without it: a lock that cannot be had in time is a 503."""
-        key = (definition.name, repr(sorted(definition.filters_for(options).items(), key=repr)))
+        key = (definition.name, repr(sorted(definition.creation_filters(options).items(), key=repr)))
         entry = self._creation_locks.get(key)
         if entry is None:
             entry = self._creation_locks[key] = [Semaphore(), 0]
@@ -269,6 +278,35 @@ class MatchMaker(RoomHosting):
             entry[1] -= 1
             if entry[1] == 0:
                 del self._creation_locks[key]
+
+    @contextmanager
+    def _singleton_creation(self, definition: RoomDefinition, options: Mapping[str, Any],
+                            method: str) -> Iterator[None]:
+        """Hold the creation lock (the one joinOrCreate takes) while a singleton is checked
+        for and created, so that no two requests of any process both find none."""
+        with self._creation_lock(definition, options) as lease:
+            if not lease:
+                raise ServiceUnavailable(f'lost the creation lock of "{definition.name}" '
+                                         "(Redis unreachable, or this process stalled); try again")
+            self._check_singleton(definition, options, method)
+            yield
+
+    def _check_singleton(self, definition: RoomDefinition, options: Mapping[str, Any],
+                         method: str) -> None:
+        """A singleton that exists anywhere in the deployment is not created again: 523 saying
+        which room it is (README, "Limits"). Called with the creation lock held."""
+        if definition.singleton_scope is None:
+            return
+        filters = definition.creation_filters(options)
+        existing = [listing for listing in self.driver.query(definition.name, filters=filters)
+                    if not listing.is_expired()]
+        if not existing:
+            return
+        which = f'"{definition.name}"' + (f" with {filters}" if filters else "")
+        advice = ("join it (joinOrCreate or joinById)" if method != "joinOrCreate"
+                  else "it cannot take this client (full, locked, private, or other filter values)")
+        raise MatchMakeError(f"room {which} is a singleton and already exists (roomId "
+                             f"{existing[0].room_id}): {advice}", ErrorCode.MATCHMAKE_UNHANDLED)
 
     def _join_existing(self, definition: RoomDefinition, options: dict[str, Any]) -> SeatReservation | None:
         tried: set[str] = set()
