@@ -72,6 +72,17 @@ def test_one_process_seats_exactly_its_limit_and_answers_523_beyond(serve, caplo
     leave_all(rooms)
 
 
+def test_the_official_client_gets_523_and_the_message_past_the_limit(serve_process, run_js):
+    _, port = serve_process(APP, env={"GREENROOM_MAX_ROOMS": "2"})
+    result = run_js("concurrent.mjs", "--client", "sdk17", "--endpoint", f"ws://127.0.0.1:{port}",
+                    "--n", 100, "--room", "capped", timeout=120)
+    assert result.get("error") is None, result
+    assert result["ok"] == 8 and result["roomCount"] == 2, result
+    assert len(result["errors"]) == 92 and {e["code"] for e in result["errors"]} == {523}
+    assert all('no process can create a "capped" room now' in e["message"]
+               for e in result["errors"])
+
+
 @pytest.fixture
 def two_processes(serve_process, redis_url):
     redis.Redis.from_url(redis_url).flushall()

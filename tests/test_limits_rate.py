@@ -18,13 +18,14 @@ from greenroom.client import Client
 
 APP = os.path.join("tests", "apps", "limits.py") + ":server"
 PATCH_INTERVAL = 0.050  # Ticker.patch_rate (the default 50 ms)
-# A patch may be late by scheduling noise on a loaded machine (this suite shares two cores), so
-# the bound is four intervals (200 ms). What a stalled room produces is far above it: each of the
-# flood's 10,000 messages costs the room ~0.1 ms, so a flood that reached the room holds its
-# patches back about a second (measured without the limit: gaps of 0.7 to 0.9 s);
-# the 100 messages a second the limit lets in cost it ~10 ms, a fraction of one interval. The
-# test therefore fails only if the flood stalled the room.
-MAX_GAP = 4 * PATCH_INTERVAL
+# The bound on the gap between two patches an observer receives is ten intervals (500 ms), set
+# to fail only when the flood stalled the room. Each of the flood's 10,000 messages costs the
+# room ~0.3 ms, so a flood that reached the room holds its patches back for seconds (measured
+# without the limit: gaps of 2.8 s); the 100 messages a second the limit lets in cost it ~30 ms.
+# With the limit the largest gap was 60 to 280 ms: one or two intervals, more when the flooder's
+# send loop and the other engineers' tests take this machine's two cores. No timing assertion
+# is made on throughput; the bound only separates "patched on time" from "stalled".
+MAX_GAP = 10 * PATCH_INTERVAL
 FLOOD = 10_000
 
 
@@ -94,9 +95,10 @@ def test_a_flooding_client_is_cut_with_4002_and_the_room_patches_the_others_on_t
         observer.room.leave()
 
 
-def test_a_client_at_the_limit_is_not_cut(server):
-    """100 frames a second for two seconds is exactly the limit: nobody is cut. Every frame
-    counts, the join acknowledgement and pings too (so 98 messages in the first second)."""
+def test_a_client_at_the_limit_is_not_cut_and_one_frame_more_is(server):
+    """100 frames a second for two seconds is exactly the limit: the client stays. Every frame
+    counts, the join acknowledgement and pings too (so 98 messages in the first second). Then
+    101 frames at once are one too many: closed with 4002."""
     room = Client(server.endpoint).join_or_create("ticker", {}, 15)
     room.wait_for_state(timeout=10)
     for messages in (98, 99):  # + the ping below (+ the join ack in the first second) = 100
@@ -107,7 +109,8 @@ def test_a_client_at_the_limit_is_not_cut(server):
         for _ in range(messages):
             room.wait_for_message("echo", timeout=5)
         gevent.sleep(max(0.0, 1.05 - (time.monotonic() - started)))  # pacing, not synchronisation
-    assert not room.closed
-    room.send("echo", "last")
-    assert room.wait_for_message("echo", timeout=5) == "last"
-    room.leave()
+    room.send("echo", "still in")
+    assert room.wait_for_message("echo", timeout=5) == "still in"
+    for i in range(100):  # with "still in": 101 frames in this window
+        room.send("echo", i)
+    assert room.wait_closed(10) == (4002, "too many messages per second")

@@ -253,6 +253,9 @@ def _read_loop(engine: RoomEngine, client: Client, transport: WebSocketTransport
                 log.warning("%s: more than %d messages within one second (max_messages_per_second);"
                             " closed with 4002", label, budget)
                 client.close(CloseCode.WITH_ERROR, RATE_EXCEEDED)
+                discard = getattr(ws, "discard_input", None)
+                if discard is not None:
+                    discard()
                 return CloseCode.WITH_ERROR
             window_start, count = now, 1
         if liveness is not None:
