@@ -209,8 +209,8 @@ def _refuse(client: Client, room_id: str, code: int, message: str, close_code: i
 
 
 def _frames_per_window(max_rate: float | None) -> int:
-    """Frames allowed in one second: None, 0 or infinity allow any number."""
-    if not max_rate or math.isinf(max_rate):
+    """Frames allowed in one second: None, 0 (or less) and infinity allow any number."""
+    if not max_rate or max_rate <= 0 or math.isinf(max_rate):
         return sys.maxsize
     return max(1, math.floor(max_rate))
 
