@@ -27,6 +27,13 @@ class EchoRoom extends Room {
   }
 }
 
+class QuietRoom extends Room {
+  maxClients = 4;
+  onJoin(client) {
+    client.send("welcome", { mode: "quiet" });
+  }
+}
+
 class BroadcastRoom extends Room {
   maxClients = 20;
   patchRate = 50;
@@ -55,10 +62,12 @@ class BroadcastRoom extends Room {
   }
 }
 
-// No WebSocket heartbeat: greenroom sends none, and the idle scenario must compare like with like.
-const transport = new WebSocketTransport({ pingInterval: 0 });
+// Both servers ping every connection every 3 s (each one's default, written out here so that a
+// change of default on either side does not silently change what the quiet scenario compares).
+const transport = new WebSocketTransport({ pingInterval: 3000 });
 const gameServer = new Server({ transport, greet: false, gracefullyShutdown: false });
 gameServer.define("echo", EchoRoom);
+gameServer.define("quiet", QuietRoom);
 gameServer.define("bcast", BroadcastRoom).filterBy(["group"]);
 await gameServer.listen(port, "127.0.0.1");
 console.log(`colyseus listening on 127.0.0.1:${port} pid=${process.pid}`);

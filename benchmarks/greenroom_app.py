@@ -5,6 +5,7 @@ only fair when both servers run the same room logic, so change one, change the o
 
 - ``echo`` (50 seats): answers each ``echo`` message with the same payload. The joins, echo and
   idle scenarios use it.
+- ``quiet`` (4 seats, only the ``welcome``): the quiet scenario fills 500 of them and sends nothing.
 - ``bcast`` (20 seats, filtered by ``group``): a schema state of players; before every patch
   (20 Hz) each player moves, so every patch carries 2 fields per player. Should
   ``greenroom.schema`` be missing, the room broadcasts the positions as a message at the same
@@ -91,6 +92,16 @@ class BroadcastRoom(Room):
                 self.broadcast("state", self.positions)
 
 
+class QuietRoom(Room):
+    """4 seats, no state, no handler: the quiet scenario's 500 rooms, which should cost nothing."""
+
+    max_clients = 4
+
+    def on_join(self, client: Any, options: dict[str, Any], auth: Any) -> None:
+        client.send("welcome", {"mode": "quiet"})
+
+
 server = Server()
 server.define("echo", EchoRoom)
+server.define("quiet", QuietRoom)
 server.define("bcast", BroadcastRoom).filter_by("group")

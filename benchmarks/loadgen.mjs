@@ -312,7 +312,22 @@ async function idle() {
   return { operations: alive, clients: alive, errors: errors.slice(0, 5), error_count: errors.length };
 }
 
-const scenarios = { joins, echo, broadcast, idle };
+async function quiet() {
+  // Many small rooms, joined and silent: what a server spends per second when nothing happens
+  // (patch timers of rooms without changes, pings). Measured between "start" and "end".
+  const { clients, errors } = await joinMany(config.clients, config.concurrency, "joinOrCreate", "quiet",
+                                             () => ({}));
+  await sleep(config.settle * 1000);
+  await mark("start");
+  await sleep(config.duration * 1000);
+  await mark("end");
+  const alive = clients.filter((c) => !c.closed).length;
+  await closeAll(clients);
+  return { operations: alive, clients: alive, rooms: Math.ceil(alive / config.perRoom),
+           errors: errors.slice(0, 5), error_count: errors.length };
+}
+
+const scenarios = { joins, echo, broadcast, idle, quiet };
 const run = scenarios[config.scenario];
 if (!run) {
   process.stderr.write(`loadgen: unknown scenario ${config.scenario}\n`);

@@ -21,7 +21,7 @@ LABELS = {"greenroom": "greenroom", "colyseus": "Colyseus"}
 
 @dataclass(frozen=True)
 class Goal:
-    """One of issue 5's goals: ratio greenroom / Colyseus of one metric against 1.0."""
+    """One of issues 5 and 15's goals: ratio greenroom / Colyseus of one metric against 1.0."""
 
     text: str
     scenario: str
@@ -35,6 +35,9 @@ GOALS = (
          "broadcast", "frames_per_cpu_s", True),
     Goal("join p99 ≤ Colyseus", "joins", "p99_ms", False),
     Goal("RSS per idle client ≤ Colyseus", "idle", "rss_kb_per_client", False),
+    Goal("echo server CPU per round-trip ≤ Colyseus", "echo", "server_cpu_us_per_msg", False),
+    Goal("quiet rooms: server CPU ≤ Colyseus", "quiet", "cpu_us_per_room_s", False),
+    Goal("schema patch encode ≤ @colyseus/schema's time", "encode", "patch_us", False),
 )
 
 

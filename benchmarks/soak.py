@@ -22,8 +22,9 @@ from typing import Any
 import greenlet
 from gevent.event import Event
 
-from greenroom import Room, Server
+from greenroom import Room, Server, patch_clock
 from greenroom.clock import Clock, Timer
+from greenroom.patch_clock import PatchTick
 from greenroom.testing.kit import boot
 
 
@@ -64,7 +65,8 @@ def counts(server: Server) -> dict[str, int]:
     return {
         "greenlets": count_greenlets(),
         "rooms": len(rooms),
-        "timers": sum(1 for obj in gc.get_objects() if isinstance(obj, Timer)),
+        "timers": sum(1 for obj in gc.get_objects() if isinstance(obj, Timer | PatchTick)),
+        "on_patch_clocks": patch_clock.rooms_on_clocks(),
         "clocks": sum(1 for obj in gc.get_objects() if isinstance(obj, Clock)),
         "room_objects": sum(1 for obj in gc.get_objects() if isinstance(obj, Room)),
         "subscriptions": sum(len(listeners) for listeners in callbacks.values()),

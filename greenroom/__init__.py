@@ -30,13 +30,14 @@ _EXPORTS = {
     "RoomListing": ".drivers.listing",
     "Monitor": ".monitor",
     "Metrics": ".metrics",
+    "RequestInfo": ".web.request",
 }
 
 __all__ = [
     "Room", "Server", "Client", "ClientState", "RoomDefinition", "SeatReservation", "MatchMaker",
     "GreenroomError", "MatchMakeError", "AuthError", "ServiceUnavailable", "ProcessFull",
     "CloseCode", "ErrorCode",
-    "Dialect", "RoomListing", "Monitor", "Metrics", "__version__",
+    "Dialect", "RoomListing", "Monitor", "Metrics", "RequestInfo", "__version__",
 ]
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from .room import Room
     from .server import Server
     from .session import Client, ClientState
+    from .web.request import RequestInfo
 
 
 def __getattr__(name: str) -> Any:

@@ -23,6 +23,8 @@ from typing import Any
 
 import gevent
 
+from . import patch_clock
+
 log = logging.getLogger("greenroom.room")
 
 
@@ -82,6 +84,7 @@ class Clock:
     def __init__(self, post: Callable[..., None]) -> None:
         self._post = post
         self._timers: set[Timer] = set()
+        self._patch_ticks: set[patch_clock.PatchTick] = set()
         self.closed = False
         self.start_time = time.monotonic()
 
@@ -102,6 +105,20 @@ class Clock:
             raise ValueError(f"an interval must be positive, got {interval_ms} ms")
         return self._add(Timer(self, interval_ms, True, callback, args))
 
+    def set_patch_interval(self, callback: Callable[[], Any], interval_ms: float,
+                           wanted: Callable[[], bool]) -> patch_clock.PatchTick | None:
+        """Like ``set_interval``, on the process's shared clock for that interval, and run only
+        when ``wanted()`` (asked in the hub, so it must not block or switch) says so."""
+        if self.closed:
+            return None
+        tick = patch_clock.subscribe(interval_ms, callback, wanted, self._post)
+        self._patch_ticks.add(tick)
+        return tick
+
+    def clear_patch_interval(self, tick: patch_clock.PatchTick) -> None:
+        tick.clear()
+        self._patch_ticks.discard(tick)
+
     def _add(self, timer: Timer) -> Timer:
         if timer.active:
             self._timers.add(timer)
@@ -113,6 +130,9 @@ class Clock:
         """Cancel every timer, including those fired but not yet run."""
         for timer in list(self._timers):
             timer.clear()
+        for tick in self._patch_ticks:
+            tick.clear()
+        self._patch_ticks.clear()
 
     def close(self) -> None:
         """Cancel every timer; timers set from now on never fire (the room is disposed)."""
@@ -120,4 +140,4 @@ class Clock:
         self.clear()
 
     def __len__(self) -> int:
-        return len(self._timers)
+        return len(self._timers) + len(self._patch_ticks)

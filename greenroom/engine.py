@@ -31,6 +31,7 @@ from .errors import SeatReservationError
 from .inbox import Inbox, InboxClosed
 from .membership import SEAT_EXPIRED, TOKEN_EXPIRED, Membership
 from .metrics import record
+from .patch_clock import PatchTick
 from .phase import Phase
 from .protocol import frames
 from .protocol.codes import CloseCode
@@ -88,9 +89,10 @@ class RoomEngine(Membership):
         self.seats: Seats | None = None
         self._inbox: Inbox | None = None
         self._host: RoomHost | None = None
-        self._patch_timer: Timer | None = None
+        self._patch_timer: PatchTick | None = None
         self._simulation: Timer | None = None
         self._after_patch: list[tuple[bytes, Any]] = []
+        self._own_before_patch = True
         self._subscriptions: list[tuple[str, Callable[[Any], None]]] = []
         self._awaiting_ack: dict[Client, Timer] = {}
         self.options: dict[str, Any] = {}
@@ -158,15 +160,17 @@ class RoomEngine(Membership):
         except InboxClosed:
             pass
 
-    def reserve_seat(self, session_id: str, options: dict[str, Any]) -> bool:
+    def reserve_seat(self, session_id: str, options: dict[str, Any], auth: Any = None) -> bool:
         """Claim a seat for ``session_id`` without yielding, so concurrent callers can never both
-        take the last one; False when the room is full, locked or closing."""
+        take the last one; False when the room is full, locked or closing. ``auth``: what
+        ``on_auth_request`` returned, the client's ``auth`` when its socket arrives."""
         assert self.seats is not None
         if self.phase is not Phase.RUNNING or self.locked_manually:
             return False
         if not self.seats.has_free(self.room.max_clients):
             return False
-        if not self.seats.reserve(session_id, options, self.room.seat_reservation_timeout):
+        if not self.seats.reserve(session_id, options, self.room.seat_reservation_timeout,
+                                  auth=auth):
             return False
         self._seats_changed()
         return True
@@ -253,11 +257,19 @@ class RoomEngine(Membership):
             self._host.update_listing(self.room_id, **changes)
 
     def reset_patch_timer(self) -> None:
-        if self._patch_timer is not None:
-            self._patch_timer.clear()
-            self._patch_timer = None
+        if self._patch_timer is not None and self.clock is not None:
+            self.clock.clear_patch_interval(self._patch_timer)
+        self._patch_timer = None
+        # Room marks its own do-nothing on_before_patch: a room that keeps it needs no tick
+        # when nothing changed; one that overrides it gets every tick, as it expects.
+        self._own_before_patch = not getattr(self.room.on_before_patch, "greenroom_default", False)
         if self.room.patch_rate and self.clock is not None:
-            self._patch_timer = self.clock.set_interval(self._patch_tick, self.room.patch_rate)
+            self._patch_timer = self.clock.set_patch_interval(self._patch_tick, self.room.patch_rate,
+                                                              self._patch_wanted)
+
+    def _patch_wanted(self) -> bool:
+        """Asked in the hub at every tick of the shared patch clock: does this tick do anything?"""
+        return (self._after_patch != [] or self._own_before_patch or self.serializer.has_changes())
 
     def set_simulation(self, callback: Callable[[float], Any] | None, milliseconds: float) -> None:
         if self._simulation is not None:

@@ -50,7 +50,7 @@ class RoomHosting:
 
     if TYPE_CHECKING:
         def _reserve_local(self, room: Room, options: dict[str, Any],
-                           admitted: bool = False) -> SeatReservation | None: ...
+                           auth: Any = None, admitted: bool = False) -> SeatReservation | None: ...
 
     # -- RoomHost (what a room's engine calls) ----------------------------------------------------
     def update_listing(self, room_id: str, **changes: Any) -> None:
@@ -111,7 +111,8 @@ class RoomHosting:
     # -- creating ---------------------------------------------------------------------------------
     def _create_room(self, definition: RoomDefinition, options: dict[str, Any], *,
                      reserve: bool = False, room_id: str | None = None,
-                     restore: Callable[[Room], None] | None = None) -> tuple[Room, SeatReservation]:
+                     restore: Callable[[Room], None] | None = None,
+                     auth: Any = None) -> tuple[Room, SeatReservation]:
         """Create a room and, with ``reserve``, the creator's seat: taken before the room is
         listed, so concurrent joiners cannot fill a room its creator then cannot enter.
 
@@ -120,13 +121,13 @@ class RoomHosting:
         listed; it is never refused. Any other room counts against this process's limits from
         now on, and is refused (ProcessFull) when they are reached."""
         if room_id is not None:
-            return self._make_room(definition, options, reserve, room_id, restore)
+            return self._make_room(definition, options, reserve, room_id, restore, auth)
         with self.capacity.admit_room(self.rooms, self.process_id, 1 if reserve else 0):
-            return self._make_room(definition, options, reserve, None, None)
+            return self._make_room(definition, options, reserve, None, None, auth)
 
     def _make_room(self, definition: RoomDefinition, options: dict[str, Any], reserve: bool,
                    room_id: str | None, restore: Callable[[Room], None] | None,
-                   ) -> tuple[Room, SeatReservation]:
+                   auth: Any) -> tuple[Room, SeatReservation]:
         room = definition.room_cls()
         engine = _engine_of(room)
         if room_id is None:
@@ -151,7 +152,7 @@ class RoomHosting:
             public_address=self.public_address,
             lease_expires_at=time.time() + self.lease if self.lease is not None else None)
         writer = self._listings[room_id] = self._listing_writer(definition.name, engine.listing)
-        seat = self._reserve_local(room, options, admitted=True) if reserve else None
+        seat = self._reserve_local(room, options, auth, admitted=True) if reserve else None
         if reserve and seat is None:
             self._listings.pop(room_id, None)
             engine.dispose()

@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 from gevent.lock import Semaphore
 
+from . import singleton
+from .auth import authenticate_request, check_auth_hooks
 from .capacity import ProcessCapacity, ProcessFull
 from .definitions import RoomDefinition, SeatReservation
 from .drivers.base import Driver, DriverUnavailable
@@ -98,6 +100,7 @@ class MatchMaker(RoomHosting):
         if not name or "/" in name:
             raise ValueError(f"invalid room name {name!r}")
         definition = RoomDefinition(name, room_cls, default_options)
+        check_auth_hooks(name, room_cls)
         self.definitions[name] = definition
         return definition
 
@@ -109,50 +112,62 @@ class MatchMaker(RoomHosting):
                                  ErrorCode.MATCHMAKE_NO_HANDLER) from None
 
     # -- the five matchmaking methods -------------------------------------------------------------
+    # ``request`` (a RequestInfo) is what the room class's on_auth_request judges, before any
+    # room is created or seat reserved; ``auth``, from a server-side caller that already knows
+    # the player, is its client.auth instead (greenroom/auth.py).
     @_backends_required
-    def join_or_create(self, name: str, options: Mapping[str, Any] | None = None) -> SeatReservation:
+    def join_or_create(self, name: str, options: Mapping[str, Any] | None = None, *,
+                       request: Any = None, auth: Any = None) -> SeatReservation:
         definition = self.definition(name)
         options = self._options(definition, options)
-        seat = self._join_existing(definition, options)
+        auth = self._auth(definition, options, request, auth)
+        seat = self._join_existing(definition, options, auth)
         if seat is not None:
             return seat
         with self._creation_lock(definition, options) as lease:
             # Another request (of any process) may have created a room while we waited.
-            seat = self._join_existing(definition, options)
+            seat = self._join_existing(definition, options, auth)
             if seat is not None:
                 return seat
             if not lease:
                 raise ServiceUnavailable(f'lost the creation lock of "{name}" while matching '
                                          "(Redis unreachable, or this process stalled); try again")
-            self._check_singleton(definition, options, "joinOrCreate")
-            return self._create_and_reserve(definition, options)
+            singleton.check(self.driver, definition, options, "joinOrCreate")
+            return self._create_and_reserve(definition, options, auth)
 
     @_backends_required
-    def create(self, name: str, options: Mapping[str, Any] | None = None) -> SeatReservation:
+    def create(self, name: str, options: Mapping[str, Any] | None = None, *,
+               request: Any = None, auth: Any = None) -> SeatReservation:
         definition = self.definition(name)
         options = self._options(definition, options)
+        auth = self._auth(definition, options, request, auth)
         if definition.singleton_scope is None:
-            return self._create_and_reserve(definition, options)
+            return self._create_and_reserve(definition, options, auth)
         with self._singleton_creation(definition, options, "create"):
-            return self._create_and_reserve(definition, options)
+            return self._create_and_reserve(definition, options, auth)
 
     @_backends_required
-    def join(self, name: str, options: Mapping[str, Any] | None = None) -> SeatReservation:
+    def join(self, name: str, options: Mapping[str, Any] | None = None, *,
+             request: Any = None, auth: Any = None) -> SeatReservation:
         definition = self.definition(name)
         options = self._options(definition, options)
-        seat = self._join_existing(definition, options)
+        auth = self._auth(definition, options, request, auth)
+        seat = self._join_existing(definition, options, auth)
         if seat is None:
             raise MatchMakeError(f'no rooms found with provided criteria for "{name}"',
                                  ErrorCode.MATCHMAKE_INVALID_CRITERIA)
         return seat
 
     @_backends_required
-    def join_by_id(self, room_id: str, options: Mapping[str, Any] | None = None) -> SeatReservation:
+    def join_by_id(self, room_id: str, options: Mapping[str, Any] | None = None, *,
+                   request: Any = None, auth: Any = None) -> SeatReservation:
         self._check_accepting()
         listing = self._listing(room_id)
         definition = self.definitions.get(listing.name)
         opts = self._options(definition, options) if definition else dict(options or {})
-        seat = self._reserve_listed(listing, opts)
+        if definition is not None:
+            auth = self._auth(definition, opts, request, auth)
+        seat = self._reserve_listed(listing, opts, auth)
         if seat is None:
             raise MatchMakeError(f'room "{room_id}" is locked', ErrorCode.MATCHMAKE_INVALID_ROOM_ID)
         return seat
@@ -191,9 +206,11 @@ class MatchMaker(RoomHosting):
               available: bool = False, sort: Any = (), limit: int | None = None) -> list[RoomListing]:
         return self.driver.query(name, filters=filters, available=available, sort=sort, limit=limit)
 
-    def reserve_seat(self, room_id: str, options: Mapping[str, Any] | None = None) -> SeatReservation:
-        """Reserve a seat in a given room, e.g. to send a matched group of players there."""
-        return self.join_by_id(room_id, options)
+    def reserve_seat(self, room_id: str, options: Mapping[str, Any] | None = None, *,
+                     auth: Any = None) -> SeatReservation:
+        """Reserve a seat in a given room, e.g. to send a matched group of players there
+        (``auth``: their client.auth, if the caller already authenticated them)."""
+        return self.join_by_id(room_id, options, auth=auth)
 
     def get_room(self, room_id: str) -> Room | None:
         """The local room instance (only rooms of this process)."""
@@ -288,27 +305,16 @@ class MatchMaker(RoomHosting):
             if not lease:
                 raise ServiceUnavailable(f'lost the creation lock of "{definition.name}" '
                                          "(Redis unreachable, or this process stalled); try again")
-            self._check_singleton(definition, options, method)
+            singleton.check(self.driver, definition, options, method)
             yield
 
-    def _check_singleton(self, definition: RoomDefinition, options: Mapping[str, Any],
-                         method: str) -> None:
-        """A singleton that exists anywhere in the deployment is not created again: 523 saying
-        which room it is (README, "Limits"). Called with the creation lock held."""
-        if definition.singleton_scope is None:
-            return
-        filters = definition.creation_filters(options)
-        existing = [listing for listing in self.driver.query(definition.name, filters=filters)
-                    if not listing.is_expired()]
-        if not existing:
-            return
-        which = f'"{definition.name}"' + (f" with {filters}" if filters else "")
-        advice = ("join it (joinOrCreate or joinById)" if method != "joinOrCreate"
-                  else "it cannot take this client (full, locked, private, or other filter values)")
-        raise MatchMakeError(f"room {which} is a singleton and already exists (roomId "
-                             f"{existing[0].room_id}): {advice}", ErrorCode.MATCHMAKE_UNHANDLED)
+    def _auth(self, definition: RoomDefinition, options: dict[str, Any], request: Any,
+              auth: Any) -> Any:
+        return auth if auth is not None else authenticate_request(
+            definition.name, definition.room_cls, options, request)
 
-    def _join_existing(self, definition: RoomDefinition, options: dict[str, Any]) -> SeatReservation | None:
+    def _join_existing(self, definition: RoomDefinition, options: dict[str, Any],
+                       auth: Any = None) -> SeatReservation | None:
         tried: set[str] = set()
         for _ in range(_MAX_JOIN_ATTEMPTS):
             candidates = self.driver.query(
@@ -319,7 +325,7 @@ class MatchMaker(RoomHosting):
                 return None
             listing = fresh[0]
             tried.add(listing.room_id)
-            seat = self._reserve_listed(listing, options)
+            seat = self._reserve_listed(listing, options, auth)
             if seat is not None:
                 return seat
         return None
@@ -333,11 +339,13 @@ class MatchMaker(RoomHosting):
             raise MatchMakeError(f'room "{room_id}" not found', ErrorCode.MATCHMAKE_INVALID_ROOM_ID)
         return listing
 
-    def _reserve_listed(self, listing: RoomListing, options: dict[str, Any]) -> SeatReservation | None:
+    def _reserve_listed(self, listing: RoomListing, options: dict[str, Any],
+                        auth: Any = None) -> SeatReservation | None:
         room = self.rooms.get(listing.room_id)
         if room is not None:
-            return self._reserve_local(room, options)
-        session_id = self._remote(listing, "reserve_seat", listing.room_id, options)
+            return self._reserve_local(room, options, auth)
+        session_id = self._remote(listing, "reserve_seat", listing.room_id, options,
+                                  *_given(auth))
         if session_id is None:
             return None
         return SeatReservation(listing.name, listing.room_id, listing.process_id, session_id,
@@ -358,7 +366,8 @@ class MatchMaker(RoomHosting):
                         listing.process_id, method, exc)
             return None
 
-    def _create_and_reserve(self, definition: RoomDefinition, options: dict[str, Any]) -> SeatReservation:
+    def _create_and_reserve(self, definition: RoomDefinition, options: dict[str, Any],
+                            auth: Any = None) -> SeatReservation:
         """Create the room where placement says; a process at its limit (README, "Limits")
         sends it to the next least loaded one, and when none can take it: ProcessFull, 523."""
         target = (self.placement.choose(definition.name, options) if self.placement is not None
@@ -368,14 +377,14 @@ class MatchMaker(RoomHosting):
         while target is not None:
             tried.add(target)
             if target != self.process_id:
-                seat = self._create_remotely(target, definition, options)
+                seat = self._create_remotely(target, definition, options, auth)
                 if seat is not None:
                     return seat
                 # It made none (it is gone, failed, or is at its limit): here, else the others.
                 target = self.process_id if self.process_id not in tried else self._spill_target(tried)
                 continue
             try:
-                return self._create_room(definition, options, reserve=True)[1]
+                return self._create_room(definition, options, reserve=True, auth=auth)[1]
             except ProcessFull as exc:
                 refusal = exc
             target = self._spill_target(tried)
@@ -408,7 +417,7 @@ class MatchMaker(RoomHosting):
         return best.process_id
 
     def _create_remotely(self, target: str, definition: RoomDefinition,
-                         options: dict[str, Any]) -> SeatReservation | None:
+                         options: dict[str, Any], auth: Any = None) -> SeatReservation | None:
         """A seat in a room ``target`` creates; None when ``target`` certainly made none (it is
         gone, or it failed), so this process may create it instead. When ``target`` does not
         answer, it may have made the room: creating another would make two, so the request
@@ -417,7 +426,8 @@ class MatchMaker(RoomHosting):
         for attempt in (1, 2):
             try:
                 answer = self.rpc.call(target, "create_and_reserve", definition.name, options,
-                                       timeout=self.rpc_timeout, request_id=request_id)
+                                       *_given(auth), timeout=self.rpc_timeout,
+                                       request_id=request_id)
             except RemoteCallTimeout:
                 log.warning("matchmaker: process %s did not answer create (attempt %d)", target, attempt)
                 continue
@@ -436,20 +446,22 @@ class MatchMaker(RoomHosting):
             f"within {2 * self.rpc_timeout:g} s; it may have created it: try again")
 
     # -- served to other processes ------------------------------------------------------------------
-    def _serve_reserve_seat(self, room_id: str, options: dict[str, Any]) -> str | None:
+    def _serve_reserve_seat(self, room_id: str, options: dict[str, Any],
+                            auth: Any = None) -> str | None:
         room = self.rooms.get(room_id)
-        seat = self._reserve_local(room, dict(options or {})) if room is not None else None
+        seat = self._reserve_local(room, dict(options or {}), auth) if room is not None else None
         return seat.session_id if seat is not None else None
 
     def _serve_reserve_reconnection(self, room_id: str, token: str) -> str | None:
         engine = self.engine(room_id)
         return engine.reserve_reconnection(token) if engine is not None else None
 
-    def _serve_create_and_reserve(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
+    def _serve_create_and_reserve(self, name: str, options: dict[str, Any],
+                                  auth: Any = None) -> dict[str, Any]:
         try:
             definition = self.definition(name)
             options = self._options(definition, options)
-            seat = self._create_room(definition, options, reserve=True)[1]
+            seat = self._create_room(definition, options, reserve=True, auth=auth)[1]
         except ProcessFull as exc:
             return {"error": exc.message, "code": exc.code, "full": True}
         except MatchMakeError as exc:
@@ -458,16 +470,22 @@ class MatchMaker(RoomHosting):
                 "session_id": seat.session_id, "public_address": seat.public_address}
 
     def _reserve_local(self, room: Room, options: dict[str, Any],
-                       admitted: bool = False) -> SeatReservation | None:
+                       auth: Any = None, admitted: bool = False) -> SeatReservation | None:
         """A seat in a room of this process; None when it is full, locked, or this process is
         at its client limit (``admitted``: the creator's seat, which its room creation counted)."""
         if not admitted and self.capacity.seat_refusal(self.rooms) is not None:
             return None
         session_id = generate_id()
-        if not room._gr.reserve_seat(session_id, options):
+        if not room._gr.reserve_seat(session_id, options, auth):
             return None
         return SeatReservation(room.room_name, room.room_id, self.process_id, session_id,
                                self.public_address)
+
+
+def _given(auth: Any) -> tuple[Any, ...]:
+    """The auth argument of a call to another process, left out when there is none: a worker of
+    an older generation (during a reload) takes the call as it knows it."""
+    return () if auth is None else (auth,)
 
 
 def _wait_all(engines: list[RoomEngine], deadline: float) -> list[RoomEngine]:

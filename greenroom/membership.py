@@ -85,15 +85,18 @@ class Membership:
             # neither takes it over nor consumes the reservation made for it.
             raise SeatReservationError(TOKEN_EXPIRED if token else SEAT_EXPIRED)
         self.seats.claim(fresh.session_id)
-        return self._admit(fresh, reservation.options, skip_handshake)
+        return self._admit(fresh, reservation.options, skip_handshake, reservation.auth)
 
-    def _admit(self, client: Client, options: dict[str, Any], skip_handshake: bool) -> Client:
+    def _admit(self, client: Client, options: dict[str, Any], skip_handshake: bool,
+               auth: Any = None) -> Client:
+        """``auth``: what on_auth_request returned in the matchmaking request; without it,
+        on_auth decides now."""
         client.room = self.room
         client.queue_limit = self.room.send_backlog or DEFAULT_QUEUE_LIMIT
         client.on_overflow = self.meter.backlog_dropped
         self.clients.append(client)  # counts as a seat from here on
         try:
-            client.auth = self._authenticate(client, options)
+            client.auth = auth if auth is not None else self._authenticate(client, options)
             self._call_hook("on_join", client, options, client.auth)
         except BaseException:
             self.clients.remove(client)

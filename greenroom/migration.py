@@ -78,8 +78,8 @@ def snapshot(room: Any) -> dict[str, Any]:
         "held": [{**_client(h.client, now), "token": h.token,
                   "remaining": max(1.0, h.expires.remaining()) if h.expires else HOLD_SECONDS}
                  for h in seats.held.values()],
-        "reserved": [{"sessionId": sid, "options": r.options} for sid, r in seats.reserved.items()
-                     if r.reconnect is None],
+        "reserved": [{"sessionId": sid, "options": r.options, "auth": r.auth}
+                     for sid, r in seats.reserved.items() if r.reconnect is None],
         "extra": room.on_snapshot(),
     }
     _check_json(data)
@@ -163,7 +163,8 @@ def _put_back(room: Any, data: dict[str, Any]) -> None:
     for entry in data["held"]:
         _hold(engine, entry, entry["remaining"], now, migrated=False)
     for entry in data["reserved"]:
-        engine.seats.reserve(entry["sessionId"], entry["options"], room.seat_reservation_timeout)
+        engine.seats.reserve(entry["sessionId"], entry["options"], room.seat_reservation_timeout,
+                             auth=entry.get("auth"))
     engine._seats_changed()
     room.on_restore(data["extra"])
 

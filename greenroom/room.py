@@ -61,6 +61,15 @@ class Room:
     def on_create(self, options: dict[str, Any]) -> None:
         """Called once, before anyone joins."""
 
+    @classmethod
+    def on_auth_request(cls, token: str | None, options: dict[str, Any], request: Any) -> Any:
+        """Override (as a classmethod) to judge a client in its matchmaking request, before any
+        room is created or seat reserved (greenroom/auth.py): ``token`` is the client's auth
+        token (``Authorization: Bearer``), ``request`` its RequestInfo (None when the matchmaker
+        is called from Python). Return a truthy JSON value, kept as ``client.auth`` (on_auth is
+        then not called); return False or raise to refuse."""
+        return True
+
     def on_auth(self, client: Client, options: dict[str, Any], request: Any) -> Any:
         """Return a truthy value (kept as ``client.auth``) to admit, False or raise to refuse."""
         return True
@@ -80,6 +89,8 @@ class Room:
 
     def on_before_patch(self) -> None:
         """Called before every patch tick: last chance to change the state for this patch."""
+
+    on_before_patch.greenroom_default = True  # type: ignore[attr-defined]  # see RoomEngine._patch_wanted
 
     def on_before_shutdown(self) -> None:
         """Called on graceful shutdown; the default disconnects everyone with 4001."""

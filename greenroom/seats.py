@@ -29,6 +29,9 @@ class Reservation:
     options: dict[str, Any]
     expires: Timer | None = None
     reconnect: Client | None = None  # the client whose held seat this reclaims: takes no seat
+    #: What ``on_auth_request`` returned in the matchmaking request (greenroom/auth.py): the
+    #: client's ``auth`` when its socket arrives; None: ``on_auth`` decides then.
+    auth: Any = None
 
 
 @dataclass(slots=True)
@@ -68,12 +71,12 @@ class Seats:
         return max_clients is None or self.taken < max_clients
 
     def reserve(self, session_id: str, options: dict[str, Any], seconds: float, *,
-                reconnect: Client | None = None) -> bool:
+                reconnect: Client | None = None, auth: Any = None) -> bool:
         """Record a reservation (the caller checked that a seat is free); False if the session
         already has one."""
         if session_id in self.reserved:
             return False
-        reservation = Reservation(session_id, options, reconnect=reconnect)
+        reservation = Reservation(session_id, options, reconnect=reconnect, auth=auth)
         self.reserved[session_id] = reservation
         reservation.expires = self.clock.set_timeout(self._expire, seconds * 1000, session_id, seconds)
         return True

@@ -26,7 +26,7 @@ from .protocol.dialect import Dialect
 from .protocol.dialect import from_environment as dialect_settings
 from .room import Room
 from .schema import speedups
-from .settings import HEARTBEAT, LEASE, ConfigurationError, env_seconds
+from .settings import HEARTBEAT, LEASE, MAX_BODY_SIZE, ConfigurationError, env_count, env_seconds
 from .web import http
 from .web.app import GreenroomApp, Route, WSGIApp
 
@@ -117,6 +117,9 @@ class Server:
     New rooms go where ``placement`` says (default: greenroom.placement.LeastLoaded). A cluster
     master names its workers' processes through ``GREENROOM_PROCESS_ID``.
 
+    ``allowed_origins`` (env ``GREENROOM_ALLOWED_ORIGINS``): the browser origins allowed on room
+    sockets and matchmaking, others get 403 (greenroom/web/origins.py; default: all);
+    ``max_body_size`` (env ``GREENROOM_MAX_BODY_SIZE``): bytes of a matchmaking body, over it 413.
     ``max_rooms`` and ``max_clients`` cap the rooms and seats of this process (env
     ``GREENROOM_MAX_ROOMS``, ``GREENROOM_MAX_CLIENTS``; default: no limit); at the limit new
     rooms are created in other processes, else the request gets 523 (README, "Limits").
@@ -129,7 +132,8 @@ class Server:
                  dialects: Mapping[str, str | Dialect] | None = None,
                  heartbeat: float | None = None, lease: float | None = None,
                  rpc_timeout: float = 5.0, monitor: Any = None, metrics: Any = None,
-                 placement: Any = None,
+                 placement: Any = None, allowed_origins: Any = None,
+                 max_body_size: int | None = None,
                  max_rooms: int | None = None, max_clients: int | None = None) -> None:
         from .presence.local import LocalPresence
 
@@ -179,9 +183,17 @@ class Server:
             self.dialect, paths = dialect_settings(dialect, dict(dialects or {}), os.environ)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
+        from .web.origins import OriginPolicy
+
+        self.origins = OriginPolicy.from_environment(allowed_origins)
+        self.max_body_size = max_body_size or env_count("GREENROOM_MAX_BODY_SIZE", MAX_BODY_SIZE)
+        if self.max_body_size < 1:
+            raise ConfigurationError(f"max_body_size={max_body_size!r}: expected a positive "
+                                     "whole number of bytes")
         self.wsgi_app = GreenroomApp(
             self.matchmaker, dialect=self.dialect, dialects=paths,
-            health=self.health, on_first_request=self.start, routes=self.routes)
+            health=self.health, on_first_request=self.start, routes=self.routes,
+            origins=self.origins, max_body_size=self.max_body_size)
         self._stopped = Event()
         self._wsgi_server: Any = None
         #: The connection limits of this process's listeners, set by the first ``listen``.
@@ -203,7 +215,8 @@ class Server:
         """Serve greenroom's routes and hand every other request to ``app`` (a Flask app, say)."""
         return GreenroomApp(self.matchmaker, dialect=self.wsgi_app.dialect,
                             dialects=self.wsgi_app.dialects, fallback=app, health=self.health,
-                            on_first_request=self.start, routes=self.routes)
+                            on_first_request=self.start, routes=self.routes,
+                            origins=self.origins, max_body_size=self.max_body_size)
 
     def set_public_address(self, address: str | None) -> None:
         """Where clients reach this process's room sockets (``host:port[/path]``)."""

@@ -17,6 +17,9 @@ MAX_CONNECTIONS = 10_000
 #: ``GREENROOM_LEASE``), here for the same reason.
 HEARTBEAT = 2.0
 LEASE = 10.0
+#: Default bound on a matchmaking request's body (``GREENROOM_MAX_BODY_SIZE``, bytes; over it:
+#: 413), greenroom/web/http.py.
+MAX_BODY_SIZE = 64 * 1024
 
 
 class ConfigurationError(ValueError):
@@ -85,3 +88,7 @@ def check_environment() -> None:
     env_seconds("GREENROOM_HEADER_TIMEOUT", HEADER_TIMEOUT)
     env_count("GREENROOM_MAX_CONNECTIONS", MAX_CONNECTIONS)
     check_lease(env_seconds("GREENROOM_HEARTBEAT", HEARTBEAT), env_seconds("GREENROOM_LEASE", LEASE))
+    env_count("GREENROOM_MAX_BODY_SIZE", MAX_BODY_SIZE)
+    from .web.origins import OriginPolicy  # standard library only, like this module
+
+    OriginPolicy.from_environment()

@@ -26,10 +26,11 @@ REQUIRED = {
     "echo": ("msgs_per_s", "p50_ms", "p99_ms", "server_cpu_pct", "loadgen_cpu_pct"),
     "broadcast": ("frames_per_s", "patches_per_s", "bytes_per_frame", "server_cpu_us_per_patch"),
     "idle": ("rss_kb_per_client", "rss_baseline_mb", "clients"),
+    "quiet": ("rooms", "clients", "server_cpu_pct"),
     "encode": ("patch_us", "full_us", "patch_bytes"),
 }
 POSITIVE = {"joins_per_s", "msgs_per_s", "frames_per_s", "patches_per_s", "bytes_per_frame",
-            "rss_baseline_mb", "clients", "patch_us", "full_us", "patch_bytes"}
+            "rss_baseline_mb", "clients", "rooms", "patch_us", "full_us", "patch_bytes"}
 
 
 @pytest.mark.timeout(300)  # a first run installs benchmarks/node_modules with npm

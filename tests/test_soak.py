@@ -29,6 +29,7 @@ def test_the_counters_see_a_live_room():
         test_server.connect("soak", state_decoder=None)
         live = soak.counts(server)
     assert live["rooms"] == empty["rooms"] + 1
+    assert live["on_patch_clocks"] == empty["on_patch_clocks"] + 1
     assert live["listings"] == empty["listings"] + 1
     assert live["subscriptions"] == empty["subscriptions"] + 1
     assert live["timers"] >= empty["timers"] + 1  # the interval

@@ -17,6 +17,7 @@ import struct  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
 import gevent  # noqa: E402
+import gevent.event  # noqa: E402
 import gevent.queue  # noqa: E402
 import pytest  # noqa: E402
 from geventwebsocket.websocket import Stream  # noqa: E402
@@ -214,3 +215,67 @@ def test_sockets_of_other_classes_are_read_through_their_own_recv(pair):
     assert p.ws._recv is wsfixes.WebSocket._recv_socket
     p.peer.sendall(frame(OP_TEXT, b"again"))
     assert p.receive() == "again"
+
+
+def _in_hub(fn):
+    """Run ``fn`` as a libev callback, where a timer runs it: in the hub, where nothing may wait."""
+    done = gevent.event.AsyncResult()
+
+    def run():
+        try:
+            done.set(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            done.set_exception(exc)
+
+    gevent.get_hub().loop.run_callback(run)
+    return done.get(timeout=TIMEOUT)
+
+
+def test_a_ping_from_the_hub_is_one_whole_server_frame(pair):
+    p = pair()
+    assert _in_hub(p.ws.ping_from_hub) is True
+    assert p.read_reply() == (OP_PING, b"")
+
+
+def test_a_ping_from_the_hub_waits_its_turn_behind_a_send_in_progress(pair):
+    """With the send lock taken (a frame is being written) the hub must not write, or the ping
+    would land inside that frame: it answers False and the caller sends from a greenlet."""
+    p = pair()
+    p.ws._send_lock.acquire()
+    try:
+        assert _in_hub(p.ws.ping_from_hub) is False
+    finally:
+        p.ws._send_lock.release()
+    p.ws.send(b"after")
+    assert p.read_reply() == (OP_BINARY, b"after")  # no ping before it
+
+
+def test_a_ping_from_the_hub_does_not_wait_for_a_full_socket(pair):
+    p = pair()
+    p.ws.handler.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    filler = b"x" * 65536
+    try:
+        while True:
+            p.ws.handler.socket.send(filler, 0, 0.0)  # fill the pair's buffers: nobody reads
+    except BlockingIOError:
+        pass
+    assert _in_hub(p.ws.ping_from_hub) is False  # and it returned: it did not wait in the hub
+
+
+def test_a_ping_half_sent_from_the_hub_is_finished_before_any_other_frame(pair):
+    """The socket takes one byte of the two: the other must follow before the next frame, and
+    the hub must not wait for it (a greenlet finishes it, holding the send lock meanwhile)."""
+    p = pair()
+    real = p.ws._sock
+
+    class OneByteFirst:
+        def send(self, data, flags=0, timeout=None):
+            self.send = real.send  # only the first send is cut short
+            return real.send(bytes(data[:1]), flags)
+
+    p.ws._sock = OneByteFirst()
+    assert _in_hub(p.ws.ping_from_hub) is True
+    p.ws._sock = real
+    p.ws.send(b"after")
+    assert p.read_reply() == (OP_PING, b"")
+    assert p.read_reply() == (OP_BINARY, b"after")

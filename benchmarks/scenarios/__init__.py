@@ -12,7 +12,8 @@ from .echo import ECHO
 from .encode import ENCODE
 from .idle import IDLE
 from .joins import JOINS
+from .quiet import QUIET
 
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in (JOINS, ECHO, BROADCAST, IDLE, ENCODE)}
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (JOINS, ECHO, BROADCAST, IDLE, QUIET, ENCODE)}
 
 __all__ = ["SCENARIOS", "LoadScenario", "LocalScenario", "Metric", "Scenario"]

@@ -13,6 +13,7 @@ from ..matchmaker import MatchMaker
 from ..presence import PresenceUnavailable
 from ..protocol.dialect import Dialect
 from . import http
+from .origins import OriginPolicy
 from .socket import serve_ping_socket, serve_room_socket
 from .websocket import WebSocket
 
@@ -45,14 +46,17 @@ class GreenroomApp:
                  dialects: Mapping[str, Dialect] | None = None, fallback: WSGIApp | None = None,
                  health: Callable[[], dict[str, Any]] | None = None,
                  on_first_request: Callable[[], None] | None = None,
-                 routes: Mapping[str, Route] | None = None) -> None:
+                 routes: Mapping[str, Route] | None = None, origins: OriginPolicy | None = None,
+                 max_body_size: int = http.MAX_BODY) -> None:
         self.matchmaker = matchmaker
         self.dialect = dialect
         # Path prefix -> dialect, e.g. {"/v18": Dialect.V5}: one deployment serves both wires.
         self.dialects = {"/" + k.strip("/"): v for k, v in (dialects or {}).items()}
         self.fallback = fallback
         self.health = health
-        self.matchmake = http.MatchmakeRoute(matchmaker)
+        self.matchmake = http.MatchmakeRoute(matchmaker, max_body_size)
+        #: Browser origins allowed on room sockets and matchmaking (greenroom/web/origins.py).
+        self.origins = origins or OriginPolicy()
         # Path prefix -> Route (readiness, monitor, metrics): plain HTTP only, never a socket.
         self.routes = {"/" + k.strip("/"): v for k, v in (routes or {}).items()}
         # Runs before requests until it succeeds once (joining the deployment needs Redis).
@@ -76,8 +80,20 @@ class GreenroomApp:
                 return []
             return self._respond(environ, start_response, http.error_response(environ, 503, unavailable))
         if ws is not None:
+            refused = self.origins.refused(environ)
+            if refused is not None:  # a handler that did not ask refuse_upgrade first
+                log.info("WebSocket %s from %s closed: Origin %r is not allowed "
+                         "(GREENROOM_ALLOWED_ORIGINS)", path, _peer(environ), refused)
+                ws.close(1008, "origin not allowed")  # policy violation
+                return []
             return self._socket(environ, ws, segments)
         if len(segments) >= 3 and segments[-3] == "matchmake":
+            refused = self.origins.refused(environ)
+            if refused is not None:
+                log.info("matchmake %s from %s refused: Origin %r is not allowed "
+                         "(GREENROOM_ALLOWED_ORIGINS)", path, _peer(environ), refused)
+                # No CORS headers: the browser keeps the answer from the page.
+                return self._respond(environ, start_response, http.forbidden("origin not allowed"))
             if environ["REQUEST_METHOD"] == "OPTIONS":
                 return self._respond(environ, start_response, http.preflight(environ))
             return self._respond(environ, start_response, self.matchmake(environ, segments[-2], segments[-1]))
@@ -95,6 +111,20 @@ class GreenroomApp:
         if environ["REQUEST_METHOD"] == "OPTIONS":
             return self._respond(environ, start_response, http.preflight(environ))
         return self._respond(environ, start_response, http.error_response(environ, 404, f"no route for {path}"))
+
+    def refuse_upgrade(self, environ: dict[str, Any]) -> tuple[str, str] | None:
+        """Asked by greenroom's handler before it answers a WebSocket upgrade (before the 101;
+        a socket handed to a sibling worker is asked there): (status, reason) to refuse it.
+        Sockets of a mounted app (see ``_is_ours``) are left to it."""
+        if not self.origins.restricted:
+            return None
+        segments = [s for s in environ.get("PATH_INFO", "/").split("/") if s]
+        if self.fallback is not None and not self._is_ours(environ, segments):
+            return None
+        refused = self.origins.refused(environ)
+        if refused is None:
+            return None
+        return "403 Forbidden", f"Origin {refused!r} is not allowed (GREENROOM_ALLOWED_ORIGINS)"
 
     def _start(self) -> str | None:
         """Run the first-request hook until it succeeds; the reason while it fails."""
@@ -146,3 +176,7 @@ class GreenroomApp:
         status, headers, body = response
         start_response(status, headers)
         return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+
+def _peer(environ: dict[str, Any]) -> str:
+    return environ.get("REMOTE_ADDR") or "?"

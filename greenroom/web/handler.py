@@ -224,6 +224,12 @@ class Handler(WebSocketHandler):
         if not _http_at_least_1_1(self.request_version):
             # The base class answered "402 Bad Request" with a body it could not send.
             return self._reject("400 Bad Request", "WebSocket upgrade requires HTTP/1.1")
+        # The application may refuse the upgrade before it is answered (greenroom's: an Origin
+        # its allow-list does not hold, greenroom/web/origins.py), as it does ``app_protocol``.
+        refuse = getattr(self.application, "refuse_upgrade", None)
+        refused = refuse(environ) if refuse is not None else None
+        if refused:
+            return self._reject(*refused)
         return self.upgrade_connection()
 
     def upgrade_connection(self) -> list[bytes] | None:

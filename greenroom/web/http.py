@@ -20,10 +20,13 @@ from ..matchmaker import MatchMaker
 from ..metrics import record
 from ..protocol.codes import ErrorCode
 from ..protocol.depth import MAX_DEPTH, within_depth
+from ..settings import MAX_BODY_SIZE
+from .request import RequestInfo
 
 log = logging.getLogger("greenroom.http")
 
-MAX_BODY = 64 * 1024
+#: The default bound on a request body (``GREENROOM_MAX_BODY_SIZE``; over it: 413).
+MAX_BODY = MAX_BODY_SIZE
 
 CORS_HEADERS = [
     ("Access-Control-Allow-Credentials", "true"),
@@ -69,21 +72,31 @@ def error_response(environ: dict[str, Any], code: int, message: str) -> Response
     return json_response(environ, code, {"code": code, "error": message})
 
 
+def forbidden(message: str) -> Response:
+    """403 without CORS headers: a browser then hides the answer from the page that asked."""
+    data = json.dumps({"code": 403, "error": message}, separators=(",", ":")).encode()
+    return status_line(403), [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(data)))], data
+
+
 def preflight(environ: dict[str, Any]) -> Response:
     return status_line(204), [("Content-Length", "0"), *cors_headers(environ)], b""
 
 
 class MatchmakeRoute:
-    """Turns one HTTP request into one matchmaker call."""
+    """Turns one HTTP request into one matchmaker call. The request (its headers, the client's
+    Bearer token) goes with it, for the room class's on_auth_request (greenroom/auth.py)."""
 
-    def __init__(self, matchmaker: MatchMaker) -> None:
+    def __init__(self, matchmaker: MatchMaker, max_body_size: int = MAX_BODY) -> None:
         self.matchmaker = matchmaker
-        self.methods: dict[str, Callable[[str, dict[str, Any]], Any]] = {
+        self.max_body_size = max_body_size
+        self.methods: dict[str, Callable[..., Any]] = {
             "joinOrCreate": matchmaker.join_or_create,
             "create": matchmaker.create,
             "join": matchmaker.join,
             "joinById": matchmaker.join_by_id,
-            "reconnect": lambda room_id, body: matchmaker.reconnect(room_id, body.get("reconnectionToken")),
+            "reconnect": lambda room_id, body, request: matchmaker.reconnect(
+                room_id, body.get("reconnectionToken")),
         }
 
     def __call__(self, environ: dict[str, Any], method: str, target: str) -> Response:
@@ -98,7 +111,7 @@ class MatchmakeRoute:
             return self._fail(environ, method, target, *body)
         started = time.perf_counter()
         try:
-            seat = handler(target, body)
+            seat = handler(target, body, request=RequestInfo.from_environ(environ))
         except GreenroomError as exc:
             return self._fail(environ, method, target, exc.code, exc.message, started)
         except Exception:
@@ -126,9 +139,8 @@ class MatchmakeRoute:
             recorder.matchmaking(method, time.perf_counter() - started)
         recorder.join_failed(method, code)
 
-    @staticmethod
-    def _read_json(environ: dict[str, Any]) -> dict[str, Any] | tuple[int, str]:
-        return read_json_object(environ, "join options must be a JSON object")
+    def _read_json(self, environ: dict[str, Any]) -> dict[str, Any] | tuple[int, str]:
+        return read_json_object(environ, "join options must be a JSON object", self.max_body_size)
 
 
 class _BodyTimeout(Exception):
@@ -155,22 +167,32 @@ def _read_body(environ: dict[str, Any], length: int) -> bytes:
     except gevent.Timeout as exc:
         if exc is not timer:
             raise
-        if hasattr(stream, "content_length") and hasattr(stream, "position"):
-            stream.content_length = stream.position  # pywsgi's Input: nothing left to discard
-        environ["greenroom.close_connection"] = True
+        _abandon_body(environ)
         raise _BodyTimeout(seconds) from None
     finally:
         timer.close()
 
 
-def read_json_object(environ: dict[str, Any], not_an_object: str) -> dict[str, Any] | tuple[int, str]:
-    """The request's JSON object body ({} when empty), or (status, why) when it is not one."""
+def _abandon_body(environ: dict[str, Any]) -> None:
+    """Leave the rest of the body unread and close the connection after the answer: pywsgi would
+    otherwise read (and discard) all of it first, as long and as slowly as the peer likes."""
+    stream = environ["wsgi.input"]
+    if hasattr(stream, "content_length") and hasattr(stream, "position"):
+        stream.content_length = stream.position  # pywsgi's Input: nothing left to discard
+    environ["greenroom.close_connection"] = True
+
+
+def read_json_object(environ: dict[str, Any], not_an_object: str,
+                     max_body_size: int = MAX_BODY) -> dict[str, Any] | tuple[int, str]:
+    """The request's JSON object body ({} when empty), or (status, why) when it is not one.
+    A body announced over ``max_body_size`` bytes is refused (413) before a byte of it is read."""
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return 400, "malformed request body"
-    if length > MAX_BODY:
-        return 413, f"request body over {MAX_BODY} bytes"
+    if length > max_body_size:
+        _abandon_body(environ)
+        return 413, f"request body over {max_body_size} bytes"
     try:
         raw = _read_body(environ, length)
     except OSError:  # pywsgi: the peer closed before sending the Content-Length it announced

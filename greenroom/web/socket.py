@@ -128,7 +128,8 @@ class Liveness:
             return  # the ping is still unanswered: wait for it, send no other
         if pinged is None or now - pinged >= self.interval * self._DUE:
             self._pinged_at = now
-            gevent.spawn(self._ping)
+            if not self.ws.ping_from_hub():
+                gevent.spawn(self._ping)
 
     def _ping(self) -> None:
         try:

@@ -66,6 +66,7 @@ OP_PING = 0x9
 OP_PONG = 0xA
 _DATA_OPCODES = (OP_CONTINUATION, OP_TEXT, OP_BINARY)
 _CONTROL_OPCODES = (OP_CLOSE, OP_PING, OP_PONG)
+_EMPTY_PING = bytes((0x80 | OP_PING, 0))  # FIN, ping, no mask, no payload: what a server sends
 
 # RFC 6455 7.4 + the IANA registry: codes that may appear in a close frame. 1005, 1006 and 1015
 # are reserved for reporting and must never be sent; 1004 and 1016-2999 are unassigned.
@@ -516,6 +517,38 @@ class WebSocket(_gws_websocket.WebSocket):
         """Send a ping; the pong updates ``last_pong`` while some greenlet is in receive()."""
         self.send_frame(payload, OP_PING)
 
+    def ping_from_hub(self) -> bool:
+        """Send an empty ping from a timer callback in the hub, with no greenlet to spawn and
+        switch to (2,000 idle sockets ping 667 times a second). False when it cannot leave at
+        once without waiting (a send in progress, a backlog, a full socket buffer): the caller
+        then sends it from a greenlet, as any frame."""
+        sock = self._sock
+        if (self.closed or self._backlog is not None or sock is None
+                or not self._send_lock.acquire(blocking=False)):
+            return False
+        try:
+            sent = sock.send(_EMPTY_PING, 0, 0.0)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._send_lock.release()
+            return True  # the peer is gone: the reader reports it, as for any send
+        if sent == 0:
+            self._send_lock.release()
+            return False
+        if sent == len(_EMPTY_PING):
+            self._send_lock.release()
+        else:  # one byte of two went out: the other must go before any other frame
+            gevent.spawn(self._finish_locked, memoryview(_EMPTY_PING)[sent:])
+        return True
+
+    def _finish_locked(self, rest: memoryview) -> None:
+        """Write the rest of a frame begun in the hub, then give back the send lock it holds."""
+        try:
+            self._write_unlocked(rest)
+        finally:
+            self._send_lock.release()
+
     def close(self, code: int | None = 1000, message: str | bytes | None = b"") -> None:
         """Send a close frame carrying ``code`` and ``message`` (the base class dropped the code).
 
@@ -545,25 +578,29 @@ class WebSocket(_gws_websocket.WebSocket):
         self._ended = True
 
     def _write(self, data: bytes) -> None:
+        with self._send_lock:
+            self._write_unlocked(data)
+
+    def _write_unlocked(self, data: bytes | memoryview) -> None:
+        """``_write`` for a caller that holds the send lock."""
         timeout = self.send_timeout
         try:
-            with self._send_lock:
-                if self._backlog is not None:  # frames are waiting: this one goes after them
-                    self._queue(data)
-                    return
-                rest = self._send_now(data)
-                if rest is None:
-                    return
-                if timeout is not None and self.send_backlog is not None:
-                    self._backlog = deque()
-                    self._backlog_bytes = 0
-                    self._queue(rest)
-                    gevent.spawn(self._write_backlog)
-                elif timeout is None:
+            if self._backlog is not None:  # frames are waiting: this one goes after them
+                self._queue(data)
+                return
+            rest = self._send_now(data)
+            if rest is None:
+                return
+            if timeout is not None and self.send_backlog is not None:
+                self._backlog = deque()
+                self._backlog_bytes = 0
+                self._queue(rest)
+                gevent.spawn(self._write_backlog)
+            elif timeout is None:
+                self.raw_write(rest)
+            else:
+                with gevent.Timeout(timeout, _SendTimeout):
                     self.raw_write(rest)
-                else:
-                    with gevent.Timeout(timeout, _SendTimeout):
-                        self.raw_write(rest)
         except _SendTimeout:
             self._dead()
             self._discard_unsent()
@@ -626,7 +663,7 @@ class WebSocket(_gws_websocket.WebSocket):
             except OSError:
                 pass
 
-    def _send_now(self, data: bytes) -> memoryview | None:
+    def _send_now(self, data: bytes | memoryview) -> memoryview | None:
         """Send what the socket buffer takes without waiting; return the rest (None: all sent).
 
         A frame nearly always fits whole, so the common send is one ``send`` syscall: no
