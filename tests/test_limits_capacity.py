@@ -83,20 +83,21 @@ def test_the_official_client_gets_523_and_the_message_past_the_limit(serve_proce
                for e in result["errors"])
 
 
-@pytest.fixture
-def two_processes(serve_process, redis_url):
+@pytest.mark.parametrize("variable, value, seated, check", [
+    ("GREENROOM_MAX_ROOMS", "5", 40, "rooms"),      # 5 rooms of 4 each
+    ("GREENROOM_MAX_CLIENTS", "10", 20, "seats"),   # 10 seats each
+])
+def test_two_processes_sharing_redis_fill_both_to_their_limit_then_answer_523(
+        serve_process, redis_url, variable, value, seated, check):
     redis.Redis.from_url(redis_url).flushall()
-    env = {"GREENROOM_MAX_ROOMS": "5"}
-    return [serve_process(APP, "--redis-url", redis_url, env=env) for _ in range(2)]
-
-
-def test_two_processes_sharing_redis_fill_both_to_their_limit_then_answer_523(two_processes):
-    endpoints = [f"ws://127.0.0.1:{port}" for _, port in two_processes]
-    rooms, errors = storm(endpoints)
-    per_process = rooms_per_process(rooms)
-    assert sorted(per_process.values()) == [5, 5], per_process  # spilled over, neither past 5
-    assert len(rooms) == 40
-    assert {e.code for e in errors} == {523} and len(errors) == 60
+    ports = [serve_process(APP, "--redis-url", redis_url, env={variable: value})[1]
+             for _ in range(2)]
+    rooms, errors = storm([f"ws://127.0.0.1:{port}" for port in ports])
+    per_process = (rooms_per_process(rooms) if check == "rooms"
+                   else Counter(room.reservation.process_id for room in rooms))
+    assert sorted(per_process.values()) == [int(value)] * 2, per_process  # spilled, neither past
+    assert len(rooms) == seated
+    assert {e.code for e in errors} == {523} and len(errors) == 100 - seated
     leave_all(rooms)
 
 
