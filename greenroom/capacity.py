@@ -64,6 +64,11 @@ class ProcessCapacity:
         """Seats taken in this process's rooms, and the creators' seats of rooms being made."""
         return sum(room._gr.seats_taken for room in rooms.values()) + self._seats_pending
 
+    def describe(self, rooms: Mapping[str, Any]) -> dict[str, Any]:
+        """What /health shows: the limits (None: none) and the seats they count."""
+        return {"maxRooms": self.max_rooms, "maxClients": self.max_clients,
+                "seats": self.seats(rooms)}
+
     def seat_refusal(self, rooms: Mapping[str, Any]) -> str | None:
         """Why no seat may be reserved here now (None: one may)."""
         if self.max_clients is None:

@@ -269,6 +269,7 @@ class Server:
             "presence": type(self.presence).__name__,
             "driver": type(self.driver).__name__,
             "encoder": speedups.implementation(),
+            "limits": self.matchmaker.capacity.describe(self.matchmaker.rooms),
             "backends": self.readiness.backends(),  # last known; /ready checks afresh
         }
         for key, section in self.health_sections.items():

@@ -3,9 +3,11 @@
 alone, the requests beyond it get 523 and the exact number fit; in a deployment (two processes
 sharing Redis, ``--workers 2``) rooms spill to the process that still has room."""
 
+import json
 import logging
 import os
 import subprocess
+import urllib.request
 from collections import Counter
 
 import gevent
@@ -65,6 +67,9 @@ def test_one_process_seats_exactly_its_limit_and_answers_523_beyond(serve, caplo
     assert {e.code for e in errors} == {523}
     assert all("at its room or client limit" in e.message for e in errors)
     assert len(server.matchmaker.rooms) == room_count == len(server.matchmaker.query("capped"))
+    shown = json.load(urllib.request.urlopen(running.http + "/health", timeout=5))["limits"]
+    assert shown == {"maxRooms": limits.get("max_rooms"), "maxClients": limits.get("max_clients"),
+                     "seats": seated}
     reached = [r for r in caplog.records if "reached its limit" in r.getMessage()]
     assert len(reached) == 1, [r.getMessage() for r in reached]
     rooms[0].send("echo", "the rooms play on")
