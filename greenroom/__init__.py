@@ -23,6 +23,7 @@ _EXPORTS = {
     "MatchMakeError": ".errors",
     "AuthError": ".errors",
     "ServiceUnavailable": ".errors",
+    "ProcessFull": ".capacity",
     "CloseCode": ".protocol.codes",
     "ErrorCode": ".protocol.codes",
     "Dialect": ".protocol.dialect",
@@ -37,12 +38,13 @@ _EXPORTS = {
 
 __all__ = [
     "Room", "Server", "Client", "ClientState", "RoomDefinition", "SeatReservation", "MatchMaker",
-    "GreenroomError", "MatchMakeError", "AuthError", "ServiceUnavailable", "CloseCode", "ErrorCode",
-    "Dialect", "RoomListing", "Monitor", "Metrics", "RequestInfo", "LobbyRoom", "RelayRoom",
-    "QueueRoom", "__version__",
+    "GreenroomError", "MatchMakeError", "AuthError", "ServiceUnavailable", "ProcessFull",
+    "CloseCode", "ErrorCode", "Dialect", "RoomListing", "Monitor", "Metrics", "RequestInfo",
+    "LobbyRoom", "RelayRoom", "QueueRoom", "__version__",
 ]
 
 if TYPE_CHECKING:
+    from .capacity import ProcessFull
     from .drivers.listing import RoomListing
     from .errors import AuthError, GreenroomError, MatchMakeError, ServiceUnavailable
     from .matchmaker import MatchMaker, RoomDefinition, SeatReservation

@@ -24,6 +24,8 @@ class RoomDefinition:
         self.filter_keys: tuple[str, ...] = ()
         self.sort: tuple[tuple[str, int], ...] = ()
         self.realtime_listing = False
+        #: None, "name" (one room of this name in the deployment) or "filter" (one per filter values).
+        self.singleton_scope: str | None = None
 
     def filter_by(self, *keys: str) -> RoomDefinition:
         """joinOrCreate/join only pick rooms created with the same values of these options."""
@@ -49,8 +51,21 @@ class RoomDefinition:
         self.realtime_listing = True
         return self
 
+    def singleton(self, *, per_filter: bool = False) -> RoomDefinition:
+        """At most one room of this name in the whole deployment, whichever process is asked;
+        ``per_filter=True``: one per combination of the ``filter_by`` values. joinOrCreate joins
+        it; ``create`` while it exists, or joinOrCreate while it is full or locked, answers 523
+        (README, "Limits")."""
+        self.singleton_scope = "filter" if per_filter else "name"
+        return self
+
     def filters_for(self, options: Mapping[str, Any]) -> dict[str, Any]:
         return {key: options.get(key) for key in self.filter_keys}
+
+    def creation_filters(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The filter values room creation is serialised by, and a singleton is unique over
+        (none for a singleton per name: two filter values must not race to two rooms)."""
+        return {} if self.singleton_scope == "name" else self.filters_for(options)
 
     def __repr__(self) -> str:
         return f"<RoomDefinition {self.name} {self.room_cls.__name__}>"

@@ -64,6 +64,7 @@ class ConnectionSettings:
     send_backlog: int | None
     ping_interval: float | None
     pong_timeout: float
+    max_messages_per_second: float | None = None
 
 
 class RoomEngine(Membership):
@@ -210,7 +211,8 @@ class RoomEngine(Membership):
     def connection_settings(self) -> ConnectionSettings:
         room = self.room
         return ConnectionSettings(room.max_message_size, room.send_timeout, room.send_backlog,
-                                  room.ping_interval or None, room.pong_timeout)
+                                  room.ping_interval or None, room.pong_timeout,
+                                  room.max_messages_per_second)
 
     def join(self, client: Client, token: str | None, skip_handshake: bool) -> Client:
         """A socket arrived for a reserved seat. Returns the Client to use from now on (on a

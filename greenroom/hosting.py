@@ -3,7 +3,8 @@ moves here), listing it, forgetting it when it is disposed or moves away.
 
 A mixin of MatchMaker, which finds rooms and reserves seats; this half holds them. Attributes
 it uses (set by MatchMaker): ``driver``, ``presence``, ``process_id``, ``public_address``,
-``lease``, ``rooms``, ``_listings``, ``definitions``, ``lobby``, ``_reserve_local_many``.
+``lease``, ``rooms``, ``_listings``, ``definitions``, ``lobby``, ``capacity``,
+``_reserve_local_many``.
 
 Rooms whose definition has realtime listing publish their listing to the lobbies after each
 write of it, and their removal once it is removed (greenroom/lobby_channel.py).
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .capacity import ProcessCapacity
 from .drivers.base import DriverUnavailable
 from .drivers.listing import RoomListing
 from .engine import RoomEngine
@@ -45,10 +47,11 @@ class RoomHosting:
     definitions: dict[str, RoomDefinition]
     lobby: LobbyPublisher | None
     _listings: dict[str, ListingWriter]
+    capacity: ProcessCapacity
 
     if TYPE_CHECKING:
-        def _reserve_local_many(self, room: Room, seats: list[dict[str, Any]],
-                                auth: Any = None) -> list[SeatReservation] | None: ...
+        def _reserve_local_many(self, room: Room, seats: list[dict[str, Any]], auth: Any = None,
+                                admitted: bool = False) -> list[SeatReservation] | None: ...
 
     # -- RoomHost (what a room's engine calls) ----------------------------------------------------
     def update_listing(self, room_id: str, **changes: Any) -> None:
@@ -118,7 +121,17 @@ class RoomHosting:
 
         A room moving here from an older worker (greenroom.migration) keeps its ``room_id``,
         and ``restore(room)`` puts its state and clients back after ``on_create``, before it is
-        listed."""
+        listed; it is never refused. Any other room counts against this process's limits from
+        now on, and is refused (ProcessFull) when they are reached."""
+        if room_id is not None:
+            return self._make_room(definition, options, seats, room_id, restore, auth)
+        with self.capacity.admit_room(self.rooms, self.process_id, len(seats or ())):
+            return self._make_room(definition, options, seats, None, None, auth)
+
+    def _make_room(self, definition: RoomDefinition, options: dict[str, Any],
+                   seats: list[dict[str, Any]] | None, room_id: str | None,
+                   restore: Callable[[Room], None] | None,
+                   auth: Any) -> tuple[Room, list[SeatReservation]]:
         room = definition.room_cls()
         engine = _engine_of(room)
         if room_id is None:
@@ -143,7 +156,7 @@ class RoomHosting:
             public_address=self.public_address,
             lease_expires_at=time.time() + self.lease if self.lease is not None else None)
         writer = self._listings[room_id] = self._listing_writer(definition.name, engine.listing)
-        reserved = self._reserve_local_many(room, seats, auth) if seats else []
+        reserved = self._reserve_local_many(room, seats, auth, admitted=True) if seats else []
         if reserved is None:
             self._listings.pop(room_id, None)
             engine.dispose()

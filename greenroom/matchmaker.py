@@ -19,7 +19,9 @@ from typing import Any, TypeVar
 
 from gevent.lock import Semaphore
 
+from . import singleton
 from .auth import authenticate_request, check_auth_hooks
+from .capacity import ProcessCapacity, ProcessFull
 from .definitions import RoomDefinition, SeatReservation
 from .drivers.base import Driver, DriverUnavailable
 from .drivers.listing import RoomListing
@@ -86,6 +88,8 @@ class MatchMaker(RoomHosting, GroupSeating):
         #: Publishes the listings of realtime-listed rooms to the LobbyRooms of the deployment.
         self.lobby = LobbyPublisher(presence) if presence is not None else None
         self._creation_locks: dict[tuple[str, str], list[Any]] = {}
+        #: This process's room and client limits (Server(max_rooms=, max_clients=)).
+        self.capacity = ProcessCapacity()
         self._accepting = True
         if rpc is not None:
             rpc.register("reserve_seat", self._serve_reserve_seat)
@@ -130,6 +134,7 @@ class MatchMaker(RoomHosting, GroupSeating):
             if not lease:
                 raise ServiceUnavailable(f'lost the creation lock of "{name}" while matching '
                                          "(Redis unreachable, or this process stalled); try again")
+            singleton.check(self.driver, definition, options, "joinOrCreate")
             return self._create_and_reserve(definition, options, auth)
 
     @_backends_required
@@ -138,7 +143,10 @@ class MatchMaker(RoomHosting, GroupSeating):
         definition = self.definition(name)
         options = self._options(definition, options)
         auth = self._auth(definition, options, request, auth)
-        return self._create_and_reserve(definition, options, auth)
+        if definition.singleton_scope is None:
+            return self._create_and_reserve(definition, options, auth)
+        with self._singleton_creation(definition, options, "create"):
+            return self._create_and_reserve(definition, options, auth)
 
     @_backends_required
     def join(self, name: str, options: Mapping[str, Any] | None = None, *,
@@ -186,7 +194,12 @@ class MatchMaker(RoomHosting, GroupSeating):
     def create_room(self, name: str, options: Mapping[str, Any] | None = None) -> RoomListing:
         """Create a room without reserving a seat (e.g. a lobby opening tournament rooms)."""
         definition = self.definition(name)
-        room = self._create_room(definition, self._options(definition, options))[0]
+        options = self._options(definition, options)
+        if definition.singleton_scope is None:
+            room = self._create_room(definition, options)[0]
+        else:
+            with self._singleton_creation(definition, options, "create_room"):
+                room = self._create_room(definition, options)[0]
         assert room.listing is not None
         return room.listing
 
@@ -276,7 +289,7 @@ class MatchMaker(RoomHosting, GroupSeating):
         """Serialise creation per name and filters: in this process by a semaphore (no Redis
         round trip for local contention), across processes by a renewed presence lock. Never
         goes on without it: a lock that cannot be had in time is a 503."""
-        key = (definition.name, repr(sorted(definition.filters_for(options).items(), key=repr)))
+        key = (definition.name, repr(sorted(definition.creation_filters(options).items(), key=repr)))
         entry = self._creation_locks.get(key)
         if entry is None:
             entry = self._creation_locks[key] = [Semaphore(), 0]
@@ -300,6 +313,18 @@ class MatchMaker(RoomHosting, GroupSeating):
             entry[1] -= 1
             if entry[1] == 0:
                 del self._creation_locks[key]
+
+    @contextmanager
+    def _singleton_creation(self, definition: RoomDefinition, options: Mapping[str, Any],
+                            method: str) -> Iterator[None]:
+        """Hold the creation lock (the one joinOrCreate takes) while a singleton is checked
+        for and created, so that no two requests of any process both find none."""
+        with self._creation_lock(definition, options) as lease:
+            if not lease:
+                raise ServiceUnavailable(f'lost the creation lock of "{definition.name}" '
+                                         "(Redis unreachable, or this process stalled); try again")
+            singleton.check(self.driver, definition, options, method)
+            yield
 
     def _auth(self, definition: RoomDefinition, options: dict[str, Any], request: Any,
               auth: Any) -> Any:
@@ -361,13 +386,37 @@ class MatchMaker(RoomHosting, GroupSeating):
 
     def _create_and_reserve(self, definition: RoomDefinition, options: dict[str, Any],
                             auth: Any = None) -> SeatReservation:
+        """Create the room where placement says; a process at its limit (README, "Limits")
+        sends it to the next least loaded one, and when none can take it: ProcessFull, 523."""
         target = (self.placement.choose(definition.name, options) if self.placement is not None
                   else self._least_loaded_process())
-        if target != self.process_id:
-            seat = self._create_remotely(target, definition, options, auth)
-            if seat is not None:
-                return seat
-        return self._create_room(definition, options, seats=[options], auth=auth)[1][0]
+        tried: set[str] = set()
+        refusal: ProcessFull | None = None
+        while target is not None:
+            tried.add(target)
+            if target != self.process_id:
+                seat = self._create_remotely(target, definition, options, auth)
+                if seat is not None:
+                    return seat
+                # It made none (it is gone, failed, or is at its limit): here, else the others.
+                target = self.process_id if self.process_id not in tried else self._spill_target(tried)
+                continue
+            try:
+                return self._create_room(definition, options, seats=[options], auth=auth)[1][0]
+            except ProcessFull as exc:
+                refusal = exc
+            target = self._spill_target(tried)
+        raise ProcessFull(f'no process can create a "{definition.name}" room now: every one is at '
+                          f"its room or client limit ({refusal.message if refusal else 'none left'})")
+
+    def _spill_target(self, tried: set[str]) -> str | None:
+        """The least loaded serving process not yet asked (None when every one was)."""
+        if self.registry is None:
+            return None
+        for info in self.registry.alive_processes():
+            if info.process_id not in tried and info.state == "serving":
+                return info.process_id
+        return None
 
     def _least_loaded_process(self) -> str:
         if self.registry is None:
@@ -408,6 +457,9 @@ class MatchMaker(RoomHosting, GroupSeating):
                 log.warning("matchmaker: process %s failed to create a %s room: %s; creating it "
                             "here", target, definition.name, exc)
                 return None
+            if answer.get("full"):
+                log.debug("matchmaker: process %s is at its limit: %s", target, answer["error"])
+                return None
             if "error" in answer:
                 raise MatchMakeError(answer["error"], answer["code"])
             return answer
@@ -432,19 +484,25 @@ class MatchMaker(RoomHosting, GroupSeating):
             definition = self.definition(name)
             options = self._options(definition, options)
             seat = self._create_room(definition, options, seats=[options], auth=auth)[1][0]
+        except ProcessFull as exc:
+            return {"error": exc.message, "code": exc.code, "full": True}
         except MatchMakeError as exc:
             return {"error": exc.message, "code": exc.code}
         return {"name": seat.name, "room_id": seat.room_id, "process_id": seat.process_id,
                 "session_id": seat.session_id, "public_address": seat.public_address}
 
     def _reserve_local(self, room: Room, options: dict[str, Any],
-                       auth: Any = None) -> SeatReservation | None:
-        seats = self._reserve_local_many(room, [options], auth)
+                       auth: Any = None, admitted: bool = False) -> SeatReservation | None:
+        seats = self._reserve_local_many(room, [options], auth, admitted)
         return seats[0] if seats is not None else None
 
-    def _reserve_local_many(self, room: Room, seats: list[dict[str, Any]],
-                            auth: Any = None) -> list[SeatReservation] | None:
-        """A seat for each of ``seats`` (join options) in a local room: all of them, or None."""
+    def _reserve_local_many(self, room: Room, seats: list[dict[str, Any]], auth: Any = None,
+                            admitted: bool = False) -> list[SeatReservation] | None:
+        """A seat for each of ``seats`` (join options) in a local room: all of them, or None when
+        they do not all fit, it is locked, or this process is at its client limit
+        (``admitted``: the seats of a room being created, which its creation counted)."""
+        if not admitted and self.capacity.seat_refusal(self.rooms, len(seats)) is not None:
+            return None
         session_ids = [generate_id() for _ in seats]
         if not room._gr.reserve_seats(list(zip(session_ids, seats, strict=True)), auth):
             return None

@@ -7,7 +7,8 @@ that would send every room created between two beats to the same "least loaded" 
 simultaneous joinOrCreate would fill one worker). So each placement is also counted at once in
 a shared hash (``greenroom:placements``, one field per process), and the owner settles its
 count when its next beat reports the rooms for real: a pending room weighs one room and one
-client (its creator). Processes that are draining (a retired generation) get no new rooms.
+client (its creator). Processes that are draining (a retired generation) get no new rooms, nor
+do processes that report being at their room or client limit (greenroom.capacity).
 
 Replace it with ``Server(placement=...)``: any object with ``choose(name, options) -> processId``
 (and, optionally, ``settle()``, called at each heartbeat of this process).
@@ -57,7 +58,10 @@ class LeastLoaded:
             return (info.ccu + extra, info.rooms + extra, info.process_id != self.process_id,
                     info.process_id)
 
-        best = min(candidates, key=load).process_id
+        open_ = [info for info in candidates if not _full(info, pending.get(info.process_id, 0))]
+        if not open_:
+            return self.process_id  # the matchmaker asks every process before it gives up
+        best = min(open_, key=load).process_id
         self.presence.hincrby(self.key, best, 1)
         return best
 
@@ -69,6 +73,14 @@ class LeastLoaded:
 
     def forget(self, process_id: str) -> None:
         self.presence.hdel(self.key, process_id)
+
+
+def _full(info: Any, pending: int) -> bool:
+    """What the registry last heard says this process is at its limit (the process itself
+    decides: this only spares it a request it would refuse)."""
+    max_rooms, max_clients = getattr(info, "max_rooms", None), getattr(info, "max_clients", None)
+    return ((max_rooms is not None and info.rooms + pending >= max_rooms)
+            or (max_clients is not None and info.ccu + pending >= max_clients))
 
 
 def _as_int(value: Any) -> int:

@@ -55,6 +55,9 @@ class ProcessInfo:
     #: Where this process lists its rooms ("RedisDriver redis://..."): processes that share a
     #: presence but not this would split players between them, so each checks the others'.
     listings: str | None = None
+    #: Its room and client limits (greenroom.capacity); None: no limit.
+    max_rooms: int | None = None
+    max_clients: int | None = None
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     started_at: float = field(default_factory=time.time)

@@ -34,6 +34,11 @@ class Room:
     auto_dispose: bool = True
     seat_reservation_timeout: float = 15.0  # seconds a reserved seat waits for its socket
     max_message_size: int = 64 * 1024  # bytes of one incoming WebSocket message
+    # Frames one client may send per second (Colyseus 0.17's maxMessagesPerSecond): the one that
+    # goes over closes its connection with 4002 (on_drop / on_leave follow). None (or 0): no
+    # limit, the default, as in Colyseus (README, "Limits", says why). Read when a client's
+    # socket arrives, so it may be set in on_create.
+    max_messages_per_second: float | None = None
     # What a client whose connection does not keep up may cost. Sends never make the room wait:
     # what the socket does not take is queued per client (send_backlog bytes at most) and written
     # by the connection's own greenlet; a client that lets the queue overflow, or reads nothing

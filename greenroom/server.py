@@ -120,6 +120,9 @@ class Server:
     ``allowed_origins`` (env ``GREENROOM_ALLOWED_ORIGINS``): the browser origins allowed on room
     sockets and matchmaking, others get 403 (greenroom/web/origins.py; default: all);
     ``max_body_size`` (env ``GREENROOM_MAX_BODY_SIZE``): bytes of a matchmaking body, over it 413.
+    ``max_rooms`` and ``max_clients`` cap the rooms and seats of this process (env
+    ``GREENROOM_MAX_ROOMS``, ``GREENROOM_MAX_CLIENTS``; default: no limit); at the limit new
+    rooms are created in other processes, else the request gets 523 (README, "Limits").
     """
 
     def __init__(self, *, presence: Any = None, driver: Driver | None = None,
@@ -130,7 +133,8 @@ class Server:
                  heartbeat: float | None = None, lease: float | None = None,
                  rpc_timeout: float = 5.0, monitor: Any = None, metrics: Any = None,
                  placement: Any = None, allowed_origins: Any = None,
-                 max_body_size: int | None = None) -> None:
+                 max_body_size: int | None = None,
+                 max_rooms: int | None = None, max_clients: int | None = None) -> None:
         from .presence.local import LocalPresence
 
         _fix_stock_gunicorn_worker()
@@ -154,6 +158,12 @@ class Server:
                                      public_address=self.public_address, rpc=rpc, registry=registry,
                                      lease=self.lease if self.distributed else None,
                                      rpc_timeout=rpc_timeout)
+        from .capacity import ProcessCapacity
+
+        self.matchmaker.capacity = ProcessCapacity.from_environment(max_rooms, max_clients)
+        if registry is not None:  # other processes' placement skips this one when it is full
+            registry.info.max_rooms = self.matchmaker.capacity.max_rooms
+            registry.info.max_clients = self.matchmaker.capacity.max_clients
         self.readiness = Readiness({"presence": self.presence, "driver": self.driver},
                                    accepting=lambda: self.matchmaker.accepting)
         self.routes: dict[str, Route] = {"/ready": self._ready_route}
@@ -259,6 +269,7 @@ class Server:
             "presence": type(self.presence).__name__,
             "driver": type(self.driver).__name__,
             "encoder": speedups.implementation(),
+            "limits": self.matchmaker.capacity.describe(self.matchmaker.rooms),
             "backends": self.readiness.backends(),  # last known; /ready checks afresh
         }
         for key, section in self.health_sections.items():

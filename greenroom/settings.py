@@ -56,6 +56,21 @@ def env_count(name: str, default: int) -> int:
     return value
 
 
+def env_limit(name: str) -> int | None:
+    """The positive whole number in ``$name``, else None (no limit)."""
+    raw = os.environ.get(name)
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigurationError(f"{name}={raw!r}: expected a positive whole number "
+                                 "(unset: no limit)")
+    return value
+
+
 def check_lease(heartbeat: float, lease: float) -> None:
     """A lease shorter than two heartbeats expires between two renewals of a healthy process,
     so its rooms would vanish from the listings while they play on."""
@@ -68,6 +83,8 @@ def check_lease(heartbeat: float, lease: float) -> None:
 def check_environment() -> None:
     """Every setting the environment holds for a Server, checked where gevent is not loaded
     (the cluster's master), so that a bad one is one line there and not in every worker."""
+    env_limit("GREENROOM_MAX_ROOMS")
+    env_limit("GREENROOM_MAX_CLIENTS")
     env_seconds("GREENROOM_HEADER_TIMEOUT", HEADER_TIMEOUT)
     env_count("GREENROOM_MAX_CONNECTIONS", MAX_CONNECTIONS)
     check_lease(env_seconds("GREENROOM_HEARTBEAT", HEARTBEAT), env_seconds("GREENROOM_LEASE", LEASE))

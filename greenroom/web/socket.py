@@ -13,6 +13,8 @@ answering (``Room.ping_interval``, ``Room.pong_timeout``); TCP keepalive backs t
 from __future__ import annotations
 
 import logging
+import math
+import sys
 import time
 from typing import Any
 
@@ -39,6 +41,8 @@ log = logging.getLogger("greenroom.socket")
 PING_SOCKET_IDLE = 1.0
 # Close code the room sees when the read loop itself failed (a greenroom bug, logged).
 INTERNAL_ERROR = 1011
+# Close reason of a client cut for sending more than Room.max_messages_per_second.
+RATE_EXCEEDED = "too many messages per second"
 
 
 class WebSocketTransport:
@@ -180,7 +184,8 @@ def serve_room_socket(matchmaker: MatchMaker, environ: dict[str, Any], ws: Any, 
         liveness = Liveness(ws, label, settings.ping_interval, settings.pong_timeout)
     code = INTERNAL_ERROR
     try:
-        code = _read_loop(engine, client, transport, ws, label, liveness, meter)
+        code = _read_loop(engine, client, transport, ws, label, liveness, meter,
+                          settings.max_messages_per_second)
     finally:  # whatever ended the loop, the room must hear of it, or the seat stays taken
         if liveness is not None:
             liveness.stop()
@@ -204,10 +209,30 @@ def _refuse(client: Client, room_id: str, code: int, message: str, close_code: i
     client.close(close_code)  # the reason travelled in the ERROR frame, as with Colyseus
 
 
+def _frames_per_window(max_rate: float | None) -> int:
+    """Frames allowed in one second: None, 0 (or less) and infinity allow any number."""
+    if not max_rate or max_rate <= 0 or math.isinf(max_rate):
+        return sys.maxsize
+    return max(1, math.floor(max_rate))
+
+
 def _read_loop(engine: RoomEngine, client: Client, transport: WebSocketTransport, ws: Any,
-               label: str, liveness: Liveness | None, meter: record.RoomMeter) -> int:
-    """Read until the socket closes; returns the close code the room should see."""
+               label: str, liveness: Liveness | None, meter: record.RoomMeter,
+               max_rate: float | None = None) -> int:
+    """Read until the socket closes; returns the close code the room should see.
+
+    The message rate is checked here, before a frame is decoded or reaches the room, so a flood
+    costs the room at most ``max_rate`` frames a second. It is a fixed one-second window that
+    starts when the previous one overflowed: per frame one addition and one comparison, and
+    the clock is read once per ``max_rate`` frames, not per frame. A client is cut only when
+    more than ``max_rate`` frames arrived within less than a second (never a false positive);
+    like Colyseus' window, a burst straddling two windows may pass up to twice the rate in a
+    short span, never more than the rate on average.
+    """
     received = meter.received if meter.enabled else None
+    budget = _frames_per_window(max_rate)
+    count = 0
+    window_start = time.monotonic()
     while True:
         try:
             data = ws.receive()
@@ -222,6 +247,18 @@ def _read_loop(engine: RoomEngine, client: Client, transport: WebSocketTransport
             return getattr(ws, "close_code", None) or CloseCode.NO_STATUS
         if client.transport is not transport:
             return CloseCode.ABNORMAL  # a reconnection took this client over: this socket is stale
+        count += 1
+        if count > budget:
+            now = time.monotonic()
+            if now - window_start < 1.0:
+                log.warning("%s: more than %d messages within one second (max_messages_per_second);"
+                            " closed with 4002", label, budget)
+                client.close(CloseCode.WITH_ERROR, RATE_EXCEEDED)
+                discard = getattr(ws, "discard_input", None)
+                if discard is not None:
+                    discard()
+                return CloseCode.WITH_ERROR
+            window_start, count = now, 1
         if liveness is not None:
             liveness.seen()
         if not data:

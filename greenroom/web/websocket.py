@@ -581,6 +581,14 @@ class WebSocket(_gws_websocket.WebSocket):
         if not self._peer_closed:
             self._arm_close_timer()
 
+    def discard_input(self) -> None:
+        """After close(): what the peer still sends is dropped unparsed until it closes (within
+        ``close_timeout``), not read frame by frame. For a peer cut for flooding, whose client
+        library may still flush thousands of queued frames: parsing them would hold the worker,
+        and so every room in it, for that long."""
+        self._failed = True
+        self._ended = True
+
     def _write(self, data: bytes) -> None:
         with self._send_lock:
             self._write_unlocked(data)
