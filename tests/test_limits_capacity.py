@@ -139,3 +139,25 @@ def test_a_bad_limit_is_one_line_and_exit_2(workers, variable, value):
 def test_a_bad_server_option_is_refused(value):
     with pytest.raises(ConfigurationError, match="expected a positive whole number"):
         Server(max_rooms=value)
+
+
+def test_a_groups_seats_count_against_the_client_limit_all_at_once():
+    """A QueueRoom's group is seated all or none: with 2 seats left under the process's client
+    limit, a group of 3 gets none (not 2 of 3), and a group of 2 then fits exactly."""
+    from greenroom import MatchMakeError, Room, Server
+
+    class Open(Room):
+        auto_dispose = False
+
+    server = Server(max_clients=6)
+    server.define("open", Open)
+    mm = server.matchmaker
+    room_id = mm.create_room("open", {}).room_id
+    assert len(mm.reserve_seats(room_id, [{}, {}, {}, {}])) == 4
+    with pytest.raises(MatchMakeError):
+        mm.reserve_seats(room_id, [{}, {}, {}])
+    engine = mm.engine(room_id)
+    assert engine.seats_taken == 4
+    assert len(mm.reserve_seats(room_id, [{}, {}])) == 2
+    assert engine.seats_taken == 6
+    mm.shutdown(timeout=5)
