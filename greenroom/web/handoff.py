@@ -30,6 +30,7 @@ import gevent
 from ..cluster import handoff as channel
 from ..cluster.naming import ProcessName, endpoint_path
 from ..metrics import record
+from .limits import ConnectionPool
 
 __all__ = ["HandOff"]
 
@@ -215,7 +216,13 @@ class HandOff:
         sock = socket.socket(fileno=message.fd)
         self.counts["received"] += 1
         record.active.handoff("received")
-        gevent.spawn(self._serve_adopted, sock, message.address, message.body, message.sent_at)
+        pool = getattr(self.server, "pool", None)
+        if not isinstance(pool, ConnectionPool):  # gunicorn's worker: its own count (README)
+            gevent.spawn(self._serve_adopted, sock, message.address, message.body, message.sent_at)
+        elif pool.full():  # it says so once; the sibling could not know
+            _refuse_full(sock, pool.size)
+        else:  # counted with the connections this worker accepted itself; not full: no wait
+            pool.spawn(self._serve_adopted, sock, message.address, message.body, message.sent_at)
 
     def _serve_adopted(self, sock: socket.socket, address: Any, replay: bytes, sent_at: float) -> None:
         rfile = io.BufferedReader(_Replay(replay, sock))
@@ -264,3 +271,18 @@ def _buffered(handler: Any) -> bytes:
         return b""
     finally:
         sock.settimeout(timeout)
+
+
+def _refuse_full(sock: socket.socket, limit: int) -> None:
+    """A handed-in connection when this worker serves ``limit`` already: 503 and close, as its
+    own accept loop would have kept it waiting but a hand-off cannot wait (the whole channel
+    would). The client's join fails with a status it can retry on."""
+    body = f'{{"code": 503, "error": "this worker serves {limit} connections, its limit"}}'.encode()
+    head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    try:
+        sock.sendall(head + body)
+    except OSError:
+        pass
+    finally:
+        sock.close()

@@ -11,7 +11,8 @@ them exhaust the process's descriptors, so that real players cannot connect.
   A room socket's life is not covered: once the head is in, the app runs without a deadline.
 * ``max_connections`` (``GREENROOM_MAX_CONNECTIONS``, 10,000): connections served at once, room
   sockets included. At the limit the process stops accepting (the kernel's listen backlog holds
-  newcomers) until a connection ends; one log line says so.
+  newcomers) until a connection ends; one log line says so. A socket another worker hands in
+  counts too; at the limit it is answered 503, since a hand-off cannot wait.
 """
 
 from __future__ import annotations
