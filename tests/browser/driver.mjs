@@ -89,7 +89,12 @@ const ops = {
     return true;
   },
   async click({ page: id, selector }) {
-    await page(id).page.click(selector);
+    // Found and clicked in one task of the page: puppeteer's own click finds the element, then
+    // moves the mouse to it, and a page that re-renders its table in between (the monitor does,
+    // every poll) leaves it clicking a detached node.
+    const { page: p } = page(id);
+    await p.waitForSelector(selector);
+    await p.$eval(selector, (element) => element.click());
     return true;
   },
   async texts({ page: id, selector }) {
