@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from ..room import Room
@@ -31,10 +32,14 @@ class RelayState(Schema):
     players = field({"map": RelayPlayer})
 
 
-def _option(options: dict[str, Any], snake: str, camel: str) -> Any:
+def _option(options: Mapping[str, Any], defined: Mapping[str, Any], snake: str, camel: str) -> Any:
     """A Colyseus front end passes ``maxClients`` / ``allowReconnectionTime`` (its RelayRoom's
-    names); Python code the snake_case ones. The snake_case name wins when both are there."""
-    return options[snake] if snake in options else options.get(camel)
+    names), Python code the snake_case ones. The creating client's value, in either spelling,
+    wins over ``define``'s, as for any option (they are merged under the client's); ``defined``
+    tells them apart."""
+    names = [name for name in (snake, camel) if name in options]
+    mine = [name for name in names if name not in defined or defined[name] != options[name]]
+    return options[(mine or names)[0]] if names else None
 
 
 def _number(value: Any) -> bool:
@@ -49,13 +54,14 @@ class RelayRoom(Room):
 
     def on_create(self, options: dict[str, Any]) -> None:
         self.state = RelayState()
-        max_clients = _option(options, "max_clients", "maxClients")
+        defined = self._defined_options()
+        max_clients = _option(options, defined, "max_clients", "maxClients")
         if _number(max_clients) and max_clients >= 1 and max_clients == int(max_clients):
             self.max_clients = int(max_clients)
         elif max_clients is not None:
             log.info("relay %s: max_clients %r is not an integer >= 1; ignored", self.room_id,
                      max_clients)
-        seconds = _option(options, "allow_reconnection_time", "allowReconnectionTime")
+        seconds = _option(options, defined, "allow_reconnection_time", "allowReconnectionTime")
         if _number(seconds) and seconds >= 0:
             self.allow_reconnection_time = min(float(seconds), MAX_RECONNECTION_TIME)
         elif seconds is not None:
@@ -64,6 +70,11 @@ class RelayRoom(Room):
         if isinstance(options.get("metadata"), dict):
             self.set_metadata(options["metadata"])
         self.on_message("*", self._relay)
+
+    def _defined_options(self) -> Mapping[str, Any]:
+        definitions = getattr(self._gr.host, "definitions", {})
+        definition = definitions.get(self.room_name)
+        return definition.default_options if definition is not None else {}
 
     def _relay(self, client: Client, message_type: Any, message: Any) -> None:
         # A message sent without payload stays without one (``UNDEFINED``): the others get

@@ -2,7 +2,7 @@
 RelayRoom) and the rooms they list; 0.18 clients use the ``/v18`` prefix.
 
 ``game``: realtime-listed rooms of four; a ``meta`` message sets the room's metadata, ``lock``
-locks it. Rooms are created by the process that took the request (``HereFirst``), so a test
+locks it, ``private`` true / false makes it private / public. Rooms are created by the process that took the request (``HereFirst``), so a test
 decides which process holds which room; with GREENROOM_TEST_ROUND_ROBIN=1 (``--workers 2``)
 they go to the serving processes in turn instead, so that both workers hold rooms whatever
 worker took the request. ``relay`` holds a dropped player's seat 20 s; ``relay_plain`` takes
@@ -21,6 +21,7 @@ class Game(Room):
     def on_create(self, options):
         self.on_message("meta", lambda client, message: self.set_metadata(message))
         self.on_message("lock", lambda client, message: self.lock())
+        self.on_message("private", lambda client, message: self.set_private(message is True))
 
     def on_join(self, client, options, auth):
         client.send("welcome", {"processId": self.process_id, "pid": os.getpid()})

@@ -9,8 +9,8 @@
 // 1. "all" joins "lobby" without filter, "duel" with {filter: {name: ROOM, metadata: {mode: "duel"}}};
 //    each records its first "rooms".
 // 2. For each endpoint of --games, one room: its creator creates it, a 2nd player joins it by id,
-//    the creator sends "meta" {mode: "duel"}, "lock", then "meta" {mode: "ffa"}; each step waits
-//    until "all" saw it (and "duel" saw the room appear, then go).
+//    the creator sends "meta" {mode: "duel"}, "lock", "private" true, "private" false, then "meta"
+//    {mode: "ffa"}; each step waits until "all" saw it (and "duel" saw the room appear, then go).
 // 3. "all" sends the filter message {name: ROOM}, "duel" {metadata: {mode: "ffa"}}: their new "rooms".
 // 4. Each room: the 2nd player leaves, then the creator (the room is disposed); then the --before room.
 // Records "rooms", "+" and "-" as they come, per lobby client. Records, never asserts.
@@ -80,6 +80,10 @@ try {
     await waitFor(duel, saw(duel, "+", id), "+ duel (filtered)");
     a.room.send("lock");
     await waitFor(all, saw(all, "+", id, (l) => l.locked === true), "+ locked");
+    a.room.send("private", true);
+    await waitFor(all, saw(all, "-", id), "- private");
+    a.room.send("private", false);
+    await waitFor(all, () => all.events.filter((e) => e.roomId === id).at(-1).type === "+", "+ public");
     a.room.send("meta", { mode: "ffa" });
     await waitFor(all, saw(all, "+", id, (l) => l.metadata?.mode === "ffa"), "+ ffa");
     await waitFor(duel, saw(duel, "-", id), "- (filtered out)");
@@ -99,7 +103,7 @@ try {
     await waitFor(all, saw(all, "+", g.id, (l) => l.clients === 1 && l.metadata?.mode === "ffa"), "+ clients 1");
     await g.a.room.leave(true);
     await waitFor(all, saw(all, "-", g.id), "- disposed");
-    await waitFor(duel, () => duel.events.filter((e) => e.type === "-" && e.roomId === g.id).length === 2, "- disposed");
+    await waitFor(duel, () => duel.events.filter((e) => e.type === "-" && e.roomId === g.id).length === 3, "- disposed");
     out.games.push({ roomId: g.id, endpoint: g.endpoint, processId: g.a.welcome?.processId ?? null });
   }
   if (out.before) {
