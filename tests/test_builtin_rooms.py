@@ -8,8 +8,10 @@ client saw; the checks below are the behaviour of Colyseus' LobbyRoom and RelayR
 
 import json
 import os
+import re
 import signal
 import subprocess
+import time
 
 import msgpack
 import pytest
@@ -62,8 +64,15 @@ def states(events, room_id):
     return seen
 
 
-def check_lobby(seen, game_ports):
+def check_lobby(seen, game_ports, started):
     assert seen["error"] is None, seen
+    # createdAt as Colyseus sends it: an ISO 8601 string, which new Date() reads
+    for listing in seen["rooms"]["all"]:  # the rooms listed before the lobby's client joined
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", listing["createdAt"])
+    for e in seen["events"]["all"]:
+        if e["type"] == "+":
+            assert started - 1 <= e["createdAtMs"] / 1000 <= time.time() + 1, e
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", e["listing"]["createdAt"])
     assert [w for w in seen["warnings"]] == []
     before = seen["before"]["roomId"]
     # the first "rooms": every listed room (the one made before, not the lobby itself) ...
@@ -105,8 +114,9 @@ def test_lobby_sees_rooms_of_both_processes_created_joined_changed_locked_and_di
     and one in A, each joined, given metadata, locked and disposed."""
     port_a, port_b = two_processes
     a, b = f"ws://127.0.0.1:{port_a}{prefix}", f"ws://127.0.0.1:{port_b}{prefix}"
+    started = time.time()
     seen = check_lobby(run_js("lobby.mjs", "--client", client, "--lobby", a, "--before", b,
-                              "--games", f"{b},{a}", timeout=60), [port_b, port_a])
+                              "--games", f"{b},{a}", timeout=60), [port_b, port_a], started)
     processes = [g["processId"] for g in seen["games"]]
     assert len(set(processes)) == 2 and seen["before"]["processId"] == processes[0]
 
@@ -114,9 +124,10 @@ def test_lobby_sees_rooms_of_both_processes_created_joined_changed_locked_and_di
 @pytest.mark.parametrize("client,prefix", CLIENTS)
 def test_under_two_workers_the_lobby_sees_the_rooms_of_both_workers(cluster, run_js, client,
                                                                     prefix):
-    endpoint = cluster.endpoint + prefix
+    endpoint, started = cluster.endpoint + prefix, time.time()
     seen = check_lobby(run_js("lobby.mjs", "--client", client, "--lobby", endpoint, "--before",
-                              endpoint, "--games", f"{endpoint},{endpoint}", timeout=60), None)
+                              endpoint, "--games", f"{endpoint},{endpoint}", timeout=60), None,
+                       started)
     workers = {w["processId"] for w in cluster.workers()}
     assert {g["processId"] for g in seen["games"]} == workers and len(workers) == 2
 

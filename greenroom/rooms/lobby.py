@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..lobby_channel import LOBBY_CHANNEL, listing_event
+from ..lobby_channel import LOBBY_CHANNEL, listing_event, lobby_listing
 from ..protocol.codes import ErrorCode
 from ..room import Room
 from ..session import Client
@@ -64,7 +64,7 @@ class LobbyRoom(Room):
         host = self._gr.host
         for listing in host.query(None) if host is not None else ():  # type: ignore[attr-defined]
             if not (listing.private or listing.unlisted or listing.is_expired()):
-                self.rooms[listing.room_id] = listing.to_json()
+                self.rooms[listing.room_id] = lobby_listing(listing)
         self.on_message("filter", self._on_filter)
         self.clock.set_interval(self._forget_removed, REMOVED_MEMORY * 1000 / 2)
 

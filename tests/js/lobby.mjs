@@ -29,7 +29,12 @@ function lobbyWatch(label, room) {
   const seen = { label, room, events: (out.events[label] = []), roomsLists: [], waiters: [] };
   const check = () => { for (const w of seen.waiters.splice(0)) (w.pred() ? w.resolve() : seen.waiters.push(w)); };
   room.onMessage("rooms", (rooms) => { seen.roomsLists.push(toPlain(rooms)); check(); });
-  room.onMessage("+", (data) => { seen.events.push({ type: "+", roomId: data[0], listing: toPlain(data[1]) }); check(); });
+  room.onMessage("+", (data) => {
+    // what a front end does with createdAt: new Date(createdAt)
+    seen.events.push({ type: "+", roomId: data[0], listing: toPlain(data[1]),
+                       createdAtMs: new Date(data[1].createdAt).getTime() });
+    check();
+  });
   room.onMessage("-", (roomId) => { seen.events.push({ type: "-", roomId }); check(); });
   return seen;
 }
