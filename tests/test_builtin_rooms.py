@@ -13,7 +13,6 @@ import signal
 import subprocess
 import time
 
-import msgpack
 import pytest
 import redis
 from cluster_process import Cluster
@@ -208,48 +207,6 @@ def test_the_example_relay_with_colyseus_options_from_the_client(serve_process, 
     _, port = serve_process("examples/builtin_rooms.py:server")
     check_relay(run_js("relay.mjs", "--client", "sdk17", "--endpoint", f"ws://127.0.0.1:{port}",
                        "--plain-room", "relay", timeout=60), "sdk17")
-
-
-def relay_server(**defined):
-    from greenroom import Server
-    from greenroom.rooms import RelayRoom
-
-    server = Server()
-    server.define("relay", RelayRoom, **defined)
-    return server
-
-
-@pytest.mark.parametrize("defined, asked, seats, hold", [
-    ({}, {"maxClients": 3, "allowReconnectionTime": 5}, 3, 5.0),
-    ({}, {"max_clients": 3, "allow_reconnection_time": 99}, 3, 40.0),  # capped at 40, as Colyseus
-    ({"allow_reconnection_time": 20}, {"allowReconnectionTime": 2}, None, 2.0),  # the client's
-    ({"allow_reconnection_time": 20, "max_clients": 2}, {}, 2, 20.0),
-])
-def test_relay_options_in_either_spelling_the_creators_winning(greenroom_boot, defined, asked,
-                                                                seats, hold):
-    test = greenroom_boot(relay_server(**defined))
-    room = test.room_of(Client(test.endpoint).create("relay", asked))
-    assert (room.max_clients, room.allow_reconnection_time) == (seats, hold)
-
-
-def test_a_relay_clients_bad_option_is_ignored_with_one_log_line(greenroom_boot, caplog):
-    import logging
-
-    caplog.set_level(logging.INFO)
-    test = greenroom_boot(relay_server())
-    client = Client(test.endpoint)
-    alice = client.create("relay", {"maxClients": "many", "allowReconnectionTime": -1})
-    room = test.room_of(alice)
-    assert (room.max_clients, room.allow_reconnection_time) == (None, 0.0)
-    lines = [r.getMessage() for r in caplog.records if r.name == "greenroom.relay"]
-    assert len(lines) == 2 and all("ignored" in line for line in lines), lines
-    assert not any(r.exc_info for r in caplog.records)
-    bob = client.join_by_id(alice.room_id, {"name": "bob"})
-    alice.send("hi")
-    # msgpackr's undefined, which greenroom's Python client leaves as the extension it is
-    assert bob.wait_for_message("hi") == [alice.session_id, msgpack.ExtType(0, b"\x00")]
-    bob.drop()  # no hold without allow_reconnection_time: the player goes at once
-    wait_until(lambda: test.in_room(room, lambda: bob.session_id not in room.state.players), 5)
 
 
 def relay_owned_by_the_oldest_worker(cluster, endpoint):

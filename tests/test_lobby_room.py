@@ -161,3 +161,27 @@ def test_under_two_workers_100_players_at_once_in_rooms_of_both_workers():
         assert {r["processId"] for r in view.values()} == workers and len(workers) == 2
     finally:
         cluster.stop()
+
+
+def test_a_reload_moves_the_lobby_with_its_clients_filters(greenroom_boot):
+    """What ``--migrate`` does to a lobby, step by step in this process: snapshot in the old
+    server, restore in another; its client, back through its token, still gets the events its
+    filter lets through."""
+    from greenroom.migration import restore, snapshot
+    from greenroom.protocol.codes import CloseCode
+
+    old, new = greenroom_boot(lobby_server()), greenroom_boot(lobby_server())
+    new.server.define("other", Game).enable_realtime_listing()
+    watcher = Client(old.endpoint).join_or_create("lobby", {"filter": {"name": "game"}})
+    assert watcher.wait_for_message("rooms") == []
+    lobby = old.room_of(watcher)
+    data = old.in_room(lobby, snapshot, lobby)
+    old.in_room(lobby, lobby.disconnect, CloseCode.MAY_TRY_RECONNECT)
+    assert restore(new.matchmaker, data) == {"processId": new.matchmaker.process_id}
+    moved = Client(new.endpoint).reconnect(watcher.reconnection_token)
+    assert moved.session_id == watcher.session_id
+    client = Client(new.endpoint)
+    client.create("other")  # not for this filter
+    game = client.create("game")
+    kind, data = moved.wait_for_message("*")  # "other" came first, but is filtered out
+    assert kind == "+" and data[0] == game.room_id and data[1]["name"] == "game"

@@ -76,6 +76,18 @@ class LobbyRoom(Room):
     def on_leave(self, client: Client, consented: bool) -> None:
         self.lobby_filters.pop(client.session_id, None)
 
+    def on_snapshot(self) -> dict[str, Any]:
+        """A ``--migrate`` reload moves the lobby with its clients, and no ``on_join`` runs for
+        them in the new code: their filters come along, or they would get no more events.
+        (The listings do not: ``on_create`` queries them afresh.)"""
+        return {"filters": dict(self.lobby_filters)}
+
+    def on_restore(self, data: dict[str, Any]) -> None:
+        filters = data.get("filters")
+        if isinstance(filters, Mapping):
+            self.lobby_filters.update({session_id: filter_ if isinstance(filter_, Mapping) else None
+                                       for session_id, filter_ in filters.items()})
+
     def rooms_for(self, client: Client) -> list[Listing]:
         """The listings ``client``'s filter lets it see."""
         filter_ = self.lobby_filters.get(client.session_id)
