@@ -131,14 +131,32 @@ def test_under_two_workers_the_lobby_sees_the_rooms_of_both_workers(cluster, run
     assert {g["processId"] for g in seen["games"]} == workers and len(workers) == 2
 
 
-def test_the_example_lobby_lists_its_battle_rooms(serve_process, run_js):
-    """examples/builtin_rooms.py as it is (``battle`` rooms, 0.18 under /v18)."""
-    _, port = serve_process("examples/builtin_rooms.py:server")
-    endpoint = f"ws://127.0.0.1:{port}/v18"
+@pytest.fixture(params=[1, 2], ids=["one process", "--workers 2"])
+def example(request, serve_process):
+    """examples/builtin_rooms.py as it is, served by one process or by ``--workers 2`` (as
+    README's command line does)."""
+    target = "examples/builtin_rooms.py:server"
+    if request.param == 1:
+        yield f"ws://127.0.0.1:{serve_process(target)[1]}"
+        return
+    started = Cluster(2, target=target)
+    try:
+        started.wait_serving(2)
+        yield started.endpoint
+    finally:
+        started.stop()
+
+
+def test_the_example_lobby_lists_its_battle_rooms(example, run_js):
+    """The example's ``battle`` rooms, seen from its lobby by 0.18 under /v18."""
+    endpoint = example + "/v18"
     seen = run_js("lobby.mjs", "--client", "sdk18", "--room", "battle", "--lobby", endpoint,
-                  "--before", endpoint, "--games", endpoint, timeout=60)
+                  "--before", endpoint, "--games", f"{endpoint},{endpoint}", timeout=60)
     assert seen["error"] is None, seen
-    assert states(seen["events"]["all"], seen["games"][0]["roomId"])[-1] == "-"
+    for game in seen["games"]:
+        assert states(seen["events"]["all"], game["roomId"])[-1] == "-"
+    assert [r["roomId"] for r in seen["filtered"]["all"]] == [
+        seen["before"]["roomId"], *(g["roomId"] for g in seen["games"])]
 
 
 # == RelayRoom ====================================================================================
@@ -201,12 +219,11 @@ def test_relay_room_with_the_official_clients(serve_process, run_js, client, pre
                        f"ws://127.0.0.1:{port}{prefix}", timeout=60), client)
 
 
-def test_the_example_relay_with_colyseus_options_from_the_client(serve_process, run_js):
-    """examples/builtin_rooms.py as it is: its ``relay`` holds seats 20 s, unless the creating
-    client asks otherwise (its options win over define's, as in Colyseus)."""
-    _, port = serve_process("examples/builtin_rooms.py:server")
-    check_relay(run_js("relay.mjs", "--client", "sdk17", "--endpoint", f"ws://127.0.0.1:{port}",
-                       "--plain-room", "relay", timeout=60), "sdk17")
+def test_the_example_relay_with_colyseus_options_from_the_client(example, run_js):
+    """The example's ``relay`` holds seats 20 s, unless the creating client asks otherwise
+    (its options win over define's, as in Colyseus)."""
+    check_relay(run_js("relay.mjs", "--client", "sdk17", "--endpoint", example, "--plain-room",
+                       "relay", timeout=60), "sdk17")
 
 
 def relay_owned_by_the_oldest_worker(cluster, endpoint):
