@@ -165,8 +165,8 @@ def test_under_two_workers_100_players_at_once_in_rooms_of_both_workers():
 
 def test_a_reload_moves_the_lobby_with_its_clients_filters(greenroom_boot):
     """What ``--migrate`` does to a lobby, step by step in this process: snapshot in the old
-    server, restore in another; its client, back through its token, still gets the events its
-    filter lets through."""
+    server, restore in another; its client, back through its token, gets ``rooms`` afresh,
+    then the events its filter lets through."""
     from greenroom.migration import restore, snapshot
     from greenroom.protocol.codes import CloseCode
 
@@ -178,9 +178,11 @@ def test_a_reload_moves_the_lobby_with_its_clients_filters(greenroom_boot):
     data = old.in_room(lobby, snapshot, lobby)
     old.in_room(lobby, lobby.disconnect, CloseCode.MAY_TRY_RECONNECT)
     assert restore(new.matchmaker, data) == {"processId": new.matchmaker.process_id}
+    client = Client(new.endpoint)
+    before = client.create("game")  # made while the lobby moved: no event told the client
     moved = Client(new.endpoint).reconnect(watcher.reconnection_token)
     assert moved.session_id == watcher.session_id
-    client = Client(new.endpoint)
+    assert [r["roomId"] for r in moved.wait_for_message("*")[1]] == [before.room_id]  # "rooms"
     client.create("other")  # not for this filter
     game = client.create("game")
     kind, data = moved.wait_for_message("*")  # "other" came first, but is filtered out
