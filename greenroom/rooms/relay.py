@@ -59,13 +59,13 @@ class RelayRoom(Room):
         if _number(max_clients) and max_clients >= 1 and max_clients == int(max_clients):
             self.max_clients = int(max_clients)
         elif max_clients is not None:
-            log.info("relay %s: max_clients %r is not an integer >= 1; ignored", self.room_id,
+            log.info("relay %s: max_clients %.60r is not an integer >= 1; ignored", self.room_id,
                      max_clients)
         seconds = _option(options, defined, "allow_reconnection_time", "allowReconnectionTime")
         if _number(seconds) and seconds >= 0:
             self.allow_reconnection_time = min(float(seconds), MAX_RECONNECTION_TIME)
         elif seconds is not None:
-            log.info("relay %s: allow_reconnection_time %r is not a number >= 0; ignored",
+            log.info("relay %s: allow_reconnection_time %.60r is not a number >= 0; ignored",
                      self.room_id, seconds)
         if isinstance(options.get("metadata"), dict):
             self.set_metadata(options["metadata"])
