@@ -373,10 +373,15 @@ class RoomEngine(Membership):
             client.close(code)
         self._dispose_now()
 
-    def _maybe_dispose(self) -> None:
+    def will_dispose(self) -> bool:
+        """Whether the room is disposed as soon as the change under way is done: nobody holds
+        a seat and it disposes when empty."""
         if self.phase not in (Phase.RUNNING, Phase.CLOSING) or self.seats_taken:
-            return
-        if self.room.auto_dispose or self.phase is Phase.CLOSING:
+            return False
+        return self.room.auto_dispose or self.phase is Phase.CLOSING
+
+    def _maybe_dispose(self) -> None:
+        if self.will_dispose():
             self._dispose_now()
 
     def _dispose_now(self) -> None:

@@ -16,16 +16,27 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 from .drivers.listing import RoomListing
 
-__all__ = ["LOBBY_CHANNEL", "LobbyPublisher", "listing_event"]
+__all__ = ["LOBBY_CHANNEL", "LobbyPublisher", "lobby_listing", "listing_event"]
 
 log = logging.getLogger("greenroom.lobby")
 
 #: The presence channel of listing events (the name Colyseus uses for the same purpose).
 LOBBY_CHANNEL = "$lobby"
+
+
+def lobby_listing(listing: RoomListing) -> dict[str, Any]:
+    """A listing as the lobby's clients get it: ``createdAt`` is an ISO 8601 string, as
+    Colyseus' listings arrive from its Redis driver (front ends do ``new Date(createdAt)``,
+    which would read greenroom's epoch seconds as milliseconds, a date in 1970)."""
+    out = listing.to_json()
+    created = datetime.fromtimestamp(listing.created_at, timezone.utc)
+    out["createdAt"] = created.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return out
 
 
 def listing_event(message: Any) -> tuple[str, int, dict[str, Any] | None] | None:
@@ -59,7 +70,7 @@ class LobbyPublisher:
                 self._publish(room_id, None)
             return
         self._visible.add(room_id)
-        self._publish(room_id, listing.to_json())
+        self._publish(room_id, lobby_listing(listing))
 
     def removed(self, room_id: str) -> None:
         """The room is disposed and its listing removed."""

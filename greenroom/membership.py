@@ -54,6 +54,7 @@ class Membership:
         def sync_listing(self, **changes: Any) -> None: ...
         def _broadcast_patch(self) -> None: ...
         def _maybe_dispose(self) -> None: ...
+        def will_dispose(self) -> bool: ...
         def _run_handler(self, where: str, fn: Callable[..., Any], *args: Any,
                          client: Client | None = None) -> Any: ...
 
@@ -278,8 +279,11 @@ class Membership:
         seats = self.seats
         assert seats is not None
         self.locked_full = not seats.has_free(self.room.max_clients)
-        # Both, always: listing writes are ordered, so the last one is the truth.
-        self.sync_listing(clients=seats.taken, locked=self.locked)
+        # Both, always: listing writes are ordered, so the last one is the truth. Not when
+        # the last seat went and the room disposes next: its listing is removed right after,
+        # and lobbies see it go (``-``) without an empty room first, as with Colyseus.
+        if not self.will_dispose():
+            self.sync_listing(clients=seats.taken, locked=self.locked)
         self._count_clients()
 
     def _count_clients(self) -> None:

@@ -6,6 +6,7 @@ import subprocess
 
 import msgpack
 import pytest
+from cluster_process import Cluster
 
 from greenroom.protocol import frames
 from greenroom.protocol.dialect import Dialect, from_environment
@@ -45,6 +46,25 @@ def test_serve_dialect_flags_change_the_wire_without_a_code_change(serve_process
                  "--v5", "", timeout=40)
     assert out.get("error") is None, out
     assert set(out["results"]) == {"colyseusjs", "sdk17", "sdk18"}
+
+
+@pytest.mark.parametrize("flags, v3, v5", [
+    ((), "", "/v18"),  # examples/echo.py as it is
+    (("--dialect", "v5", "--dialect-path", "/old=v3"), "/old", ""),
+])
+def test_under_two_workers_both_fixes_hold_for_the_official_clients(run_js, flags, v3, v5):
+    """``--workers 2``: the workers get the dialect flags from the master, and a message
+    without payload stays ``undefined`` whichever worker holds the room."""
+    cluster = Cluster(2, *flags, target="examples/echo.py:server")
+    try:
+        cluster.wait_serving(2)
+        out = run_js("no_payload.mjs", "--endpoint", cluster.endpoint, "--v3", v3, "--v5", v5,
+                     timeout=40)
+    finally:
+        cluster.stop()
+    assert out.get("error") is None, out
+    assert out["results"] == {name: {"type": "undefined", "isUndefined": True}
+                              for name in ("colyseusjs", "sdk17", "sdk18")}
 
 
 def test_dialect_settings_from_the_environment_override_the_code():

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..lobby_channel import LOBBY_CHANNEL, listing_event
+from ..lobby_channel import LOBBY_CHANNEL, listing_event, lobby_listing
 from ..protocol.codes import ErrorCode
 from ..room import Room
 from ..session import Client
@@ -28,6 +28,9 @@ Listing = dict[str, Any]
 
 #: Seconds a removed room's last sequence number is kept, so a late event cannot revive it.
 REMOVED_MEMORY = 60.0
+#: After a move (``--migrate``): how long, and how often, to look for the moved clients' return.
+RETURN_WAIT = 60.0
+RETURN_CHECK = 0.1
 
 
 def listing_matches(listing: Mapping[str, Any], filter_: Mapping[str, Any] | None) -> bool:
@@ -64,7 +67,7 @@ class LobbyRoom(Room):
         host = self._gr.host
         for listing in host.query(None) if host is not None else ():  # type: ignore[attr-defined]
             if not (listing.private or listing.unlisted or listing.is_expired()):
-                self.rooms[listing.room_id] = listing.to_json()
+                self.rooms[listing.room_id] = lobby_listing(listing)
         self.on_message("filter", self._on_filter)
         self.clock.set_interval(self._forget_removed, REMOVED_MEMORY * 1000 / 2)
 
@@ -75,6 +78,34 @@ class LobbyRoom(Room):
 
     def on_leave(self, client: Client, consented: bool) -> None:
         self.lobby_filters.pop(client.session_id, None)
+
+    def on_snapshot(self) -> dict[str, Any]:
+        """A ``--migrate`` reload moves the lobby with its clients, and no ``on_join`` runs for
+        them in the new code: their filters come along, or they would get no more events.
+        (The listings do not: ``on_create`` queries them afresh.)"""
+        return {"filters": dict(self.lobby_filters)}
+
+    def on_restore(self, data: dict[str, Any]) -> None:
+        """Each moved client gets ``rooms`` again once back: what changed while the lobby moved
+        reached no one, so its list may be stale."""
+        filters = data.get("filters")
+        if not isinstance(filters, Mapping):
+            return
+        self.lobby_filters.update({session_id: filter_ if isinstance(filter_, Mapping) else None
+                                   for session_id, filter_ in filters.items()})
+        self._returning = set(self.lobby_filters)
+        self._returning_until = time.monotonic() + RETURN_WAIT
+        self._greeter = self.clock.set_interval(self._greet_returning, RETURN_CHECK * 1000)
+
+    def _greet_returning(self) -> None:
+        # A moved client is back once it is among the clients again (no on_join runs for it);
+        # until it acknowledges the join, what it is sent waits for it.
+        for client in self.clients:
+            if client.session_id in self._returning:
+                self._returning.discard(client.session_id)
+                client.send("rooms", self.rooms_for(client))
+        if not self._returning or time.monotonic() > self._returning_until:
+            self._greeter.clear()
 
     def rooms_for(self, client: Client) -> list[Listing]:
         """The listings ``client``'s filter lets it see."""
