@@ -1,533 +1,67 @@
-"""A blocking-style Colyseus client on gevent, for tests, bots and benchmarks.
-
-It speaks what the official clients speak (docs/protocol.md): HTTP matchmaking, then a room WebSocket
-in the v3 (colyseus.js 0.16, @colyseus/sdk 0.17) or v5 (@colyseus/sdk 0.18) dialect. Everything
-blocks the calling greenlet only, so hundreds of clients run side by side in one process.
-
-Each room has exactly one reader greenlet; it decodes frames in arrival order, runs the
-callbacks, fills the message buffer that :meth:`Room.wait_for_message` consumes and resolves
-pings and requests. Callbacks therefore run in that greenlet and must not wait on their own
-room (that would wait for the very greenlet that is running them; the client detects it and
-raises ``RuntimeError``).
-
-Outgoing payloads are plain MessagePack (the official SDKs send msgpackr records; a greenroom
-server must accept both, and this client is how the plain side gets tested).
-"""
+"""A joined room on the Python client's side: one socket, one reader greenlet."""
 
 from __future__ import annotations
 
-import http.client
-import json
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import quote, urlencode, urlsplit
 
 import gevent
 import gevent.event
-import msgpack
 
-from .protocol import frames
-from .protocol.codes import Code, ResponseStatus
-from .protocol.dialect import Dialect
-from .protocol.primitives import (
-    decode_number,
-    decode_string,
-)
-from .wsclient import (
-    DEFAULT_MAX_SIZE,
+from ..protocol.codes import Code, ResponseStatus
+from ..protocol.dialect import Dialect
+from ..wsclient import (
     ConnectionClosed,
     HandshakeError,
     WebSocket,
     WebSocketError,
-    open_socket,
 )
-from .wsclient import connect as ws_connect
-
-__all__ = [
-    "Client",
-    "Room",
-    "SeatReservation",
-    "JoinRoom",
-    "StateDecoder",
-    "RawStateDecoder",
-    "ClientError",
-    "MatchMakeError",
-    "ClientTimeout",
-    "ClientConnectionError",
-    "RoomClosed",
-    "RequestError",
-    "ProtocolError",
-    "parse_join_room",
-    "parse_message",
-    "parse_error",
-    "parse_response",
-    "encode_message",
-    "encode_bytes_message",
-    "encode_request",
-]
+from ..wsclient import connect as ws_connect
+from .errors import (
+    ClientConnectionError,
+    ClientError,
+    ClientTimeout,
+    MatchMakeError,
+    MessageType,
+    ProtocolError,
+    RequestError,
+    RoomClosed,
+)
+from .wire import (
+    _NOTHING,
+    JoinRoom,
+    SeatReservation,
+    StateDecoder,
+    _looks_like_v5,
+    encode_bytes_message,
+    encode_message,
+    encode_request,
+    parse_error,
+    parse_join_room,
+    parse_message,
+    parse_response,
+)
 
 log = logging.getLogger("greenroom.client")
 
-MessageType = str | int | float
-_NOTHING: Any = frames.UNDEFINED  # "no payload", distinct from None (which packs as msgpack nil)
 
+class RoomEndpoint(Protocol):
+    """What a room needs from the client that joined it (``Client`` is one)."""
 
-# ---------------------------------------------------------------------------------------- errors
+    dialect: Dialect
+    message_buffer: int
+    max_message_size: int
+    ssl_context: Any
 
-
-class ClientError(Exception):
-    """Base class of every error this module raises."""
-
-
-class MatchMakeError(ClientError):
-    """Matchmaking or joining was refused.
-
-    ``code`` is the server's error code (the JSON ``code``, the ERROR frame's code, or the
-    HTTP status / WebSocket close code when nothing more specific was sent). ``close_code``
-    is the WebSocket close code when the refusal came over the room socket.
-    """
-
-    def __init__(self, code: int | None, message: str, close_code: int | None = None) -> None:
-        super().__init__(f"[{code}] {message}" if code is not None else message)
-        self.code = code
-        self.message = message
-        self.close_code = close_code
-
-
-class ClientTimeout(ClientError, TimeoutError):
-    """A bounded wait ran out; the message says what was being waited for."""
-
-
-class ClientConnectionError(ClientError, ConnectionError):
-    """The server could not be reached or the connection failed below the protocol."""
-
-
-class RoomClosed(ClientError, ConnectionError):
-    """The room's socket is closed: nothing can be sent, awaited replies will not come."""
-
-    def __init__(self, code: int | None, reason: str = "", what: str = "") -> None:
-        text = f"room socket closed with code {code}" + (f" ({reason})" if reason else "")
-        super().__init__(f"{what}: {text}" if what else text)
-        self.code = code
-        self.reason = reason
-
-
-class RequestError(ClientError):
-    """A v5 ROOM_REQUEST was answered with status REJECTED (1) or ERROR (2); ``payload`` says why."""
-
-    def __init__(self, status: int, payload: Any, request_type: MessageType) -> None:
-        try:
-            name = ResponseStatus(status).name
-        except ValueError:
-            name = f"status {status}"
-        super().__init__(f"request {request_type!r} answered {name}: {payload!r}")
-        self.status = status
-        self.payload = payload
-
-
-class ProtocolError(ClientError):
-    """The server sent something the protocol does not allow."""
-
-
-# ------------------------------------------------------------------------------- frame codecs
-
-
-@dataclass
-class JoinRoom:
-    """A decoded JOIN_ROOM frame (docs/protocol.md, "Joining")."""
-
-    token: str
-    serializer_id: str
-    handshake: bytes
-    #: v5 trailing sections by tag (1 = input reflection, 2 = input options); empty for v3.
-    sections: dict[int, bytes] = field(default_factory=dict)
-
-
-def _check_code(frame: bytes, code: int) -> None:
-    if not frame or frame[0] != code:
-        raise ProtocolError(f"expected a {Code(code).name} frame, got {bytes(frame[:16]).hex()}")
-
-
-def _short_string(frame: bytes, pos: int, what: str) -> tuple[str, int]:
-    """A uint8-length-prefixed UTF-8 string: how JOIN_ROOM carries token and serializer id."""
-    if pos >= len(frame):
-        raise ProtocolError(f"JOIN_ROOM ends before the {what}")
-    end = pos + 1 + frame[pos]
-    if end > len(frame):
-        raise ProtocolError(f"JOIN_ROOM {what} runs past the end of the frame")
-    return bytes(frame[pos + 1:end]).decode("utf-8"), end
-
-
-def parse_join_room(frame: bytes, dialect: Dialect | str = Dialect.V3) -> JoinRoom:
-    """Decode JOIN_ROOM in either dialect; the dialect cannot be told from the bytes (§0)."""
-    _check_code(frame, Code.JOIN_ROOM)
-    token, pos = _short_string(frame, 1, "reconnection token")
-    serializer_id, pos = _short_string(frame, pos, "serializer id")
-    if Dialect.parse(dialect) is Dialect.V3:
-        return JoinRoom(token, serializer_id, bytes(frame[pos:]))
-    try:
-        length, pos = decode_number(frame, pos)
-    except (IndexError, ValueError) as exc:
-        raise ProtocolError(f"v5 JOIN_ROOM: bad handshake length: {exc}") from None
-    if not isinstance(length, int) or length < 0 or pos + length > len(frame):
-        raise ProtocolError(f"v5 JOIN_ROOM: handshake length {length} does not fit the frame")
-    handshake = bytes(frame[pos:pos + length])
-    pos += length
-    sections: dict[int, bytes] = {}
-    while pos < len(frame):
-        tag = frame[pos]
-        try:
-            size, pos = decode_number(frame, pos + 1)
-        except (IndexError, ValueError) as exc:
-            raise ProtocolError(f"v5 JOIN_ROOM: bad length of section {tag}: {exc}") from None
-        if not isinstance(size, int) or size < 0 or pos + size > len(frame):
-            raise ProtocolError(f"v5 JOIN_ROOM: section {tag} of length {size} does not fit the frame")
-        sections[tag] = bytes(frame[pos:pos + size])
-        pos += size
-    return JoinRoom(token, serializer_id, handshake, sections)
-
-
-def _looks_like_v5(handshake: bytes) -> bool:
-    """A v3 schema handshake starts with ``80`` (ADD field 0), which is no valid number; a v5
-    one starts with its own length as a number."""
-    try:
-        length, pos = decode_number(handshake, 0)
-    except (IndexError, ValueError):
-        return False
-    return isinstance(length, int) and 0 < length <= len(handshake) - pos
-
-
-def _decode_type(frame: bytes, pos: int) -> tuple[MessageType, int]:
-    try:
-        return frames.read_type(frame, pos)
-    except frames.FrameError as exc:
-        raise ProtocolError(str(exc)) from None
-
-
-def _unpack(data: bytes | memoryview) -> Any:
-    try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=False)
-    except Exception as exc:  # msgpack raises several unrelated classes
-        raise ProtocolError(f"payload is not MessagePack ({exc}): {bytes(data[:32]).hex()}") from None
-
-
-def parse_message(frame: bytes) -> tuple[MessageType, Any]:
-    """Decode ROOM_DATA (payload unpacked; ``None`` when absent) or ROOM_DATA_BYTES (raw bytes)."""
-    if not frame or frame[0] not in (Code.ROOM_DATA, Code.ROOM_DATA_BYTES):
-        raise ProtocolError(f"not a ROOM_DATA/ROOM_DATA_BYTES frame: {bytes(frame[:16]).hex()}")
-    msg_type, pos = _decode_type(frame, 1)
-    if frame[0] == Code.ROOM_DATA_BYTES:
-        return msg_type, bytes(frame[pos:])
-    if pos >= len(frame):
-        return msg_type, None
-    return msg_type, _unpack(memoryview(frame)[pos:])
-
-
-def parse_error(frame: bytes) -> tuple[int, str]:
-    """Decode ERROR: ``number code``, ``string message``."""
-    _check_code(frame, Code.ERROR)
-    try:
-        code, pos = decode_number(frame, 1)
-        message = decode_string(frame, pos)[0] if pos < len(frame) else ""
-    except (IndexError, ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"malformed ERROR frame ({exc}): {bytes(frame[:32]).hex()}") from None
-    return int(code), message
-
-
-def parse_response(frame: bytes) -> tuple[int, int, Any]:
-    """Decode v5 ROOM_RESPONSE into ``(request_id, status, payload)``."""
-    _check_code(frame, Code.ROOM_RESPONSE)
-    try:
-        request_id, pos = decode_number(frame, 1)
-        status = frame[pos]
-    except (IndexError, ValueError) as exc:
-        raise ProtocolError(f"malformed ROOM_RESPONSE ({exc}): {bytes(frame[:32]).hex()}") from None
-    pos += 1
-    payload = _unpack(memoryview(frame)[pos:]) if pos < len(frame) else None
-    return int(request_id), status, payload
-
-
-def encode_message(msg_type: MessageType, payload: Any = _NOTHING) -> bytes:
-    """ROOM_DATA; omit ``payload`` to send none at all (JS ``room.send(type)``)."""
-    return frames.room_data(msg_type, payload)
-
-
-def encode_bytes_message(msg_type: MessageType, data: bytes | bytearray | memoryview) -> bytes:
-    """ROOM_DATA_BYTES: the type, then the bytes unframed to the end."""
-    return frames.room_data_bytes(msg_type, data)
-
-
-def encode_request(request_id: int, msg_type: MessageType, payload: Any = _NOTHING) -> bytes:
-    """v5 ROOM_REQUEST: ``number requestId``, type, optional MessagePack payload."""
-    return frames.room_request(request_id, msg_type, payload)
-
-
-# ------------------------------------------------------------------------------------- state
-
-
-class StateDecoder(Protocol):
-    """What a room needs from a state decoder; ``greenroom.schema.decoder`` is meant to fit.
-
-    The room calls ``handshake`` with the JOIN_ROOM handshake bytes (when there are any),
-    ``full`` with each ROOM_STATE body and ``patch`` with each ROOM_STATE_PATCH body (frame
-    code byte stripped), all from the reader greenlet in arrival order, and passes ``state``
-    to the ``on_state_change`` callbacks after each.
-    """
-
-    state: Any
-
-    def handshake(self, data: bytes) -> None: ...
-
-    def full(self, data: bytes) -> None: ...
-
-    def patch(self, data: bytes) -> None: ...
-
-
-class RawStateDecoder:
-    """The default: decode nothing, keep the frames so tests can compare bytes.
-
-    ``frames`` holds whole frames (code byte included, as in the captures), newest last; a
-    bounded deque so a long-running bot does not grow without limit. ``keep=0`` keeps none
-    (benchmarks). ``state`` is the body of the latest frame.
-    """
-
-    __slots__ = ("handshake_bytes", "frames", "state")
-
-    def __init__(self, keep: int | None = 10_000) -> None:
-        self.handshake_bytes = b""
-        self.frames: deque[bytes] = deque(maxlen=keep)
-        self.state: bytes | None = None
-
-    def handshake(self, data: bytes) -> None:
-        self.handshake_bytes = data
-
-    def full(self, data: bytes) -> None:
-        self.state = data
-        if self.frames.maxlen != 0:
-            self.frames.append(b"\x0e" + data)
-
-    def patch(self, data: bytes) -> None:
-        self.state = data
-        if self.frames.maxlen != 0:
-            self.frames.append(b"\x0f" + data)
-
-
-# ------------------------------------------------------------------------------------- client
-
-
-@dataclass
-class SeatReservation:
-    """The matchmaking answer, read flat (0.17/0.18) with a fallback to the nested 0.16 shape."""
-
-    name: str
-    room_id: str
-    process_id: str
-    session_id: str
-    public_address: str | None = None
-    reconnection_token: str | None = None
-    raw: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_json(cls, data: Any) -> SeatReservation:
-        if not isinstance(data, dict):
-            raise ProtocolError(f"seat reservation is not a JSON object: {data!r}")
-        nested = data.get("room") if isinstance(data.get("room"), dict) else {}
-
-        def pick(key: str) -> Any:
-            value = data.get(key)
-            return nested.get(key) if value is None else value
-
-        room_id, process_id, session_id = pick("roomId"), pick("processId"), data.get("sessionId")
-        missing = [k for k, v in (("roomId", room_id), ("processId", process_id), ("sessionId", session_id))
-                   if not isinstance(v, str) or not v]
-        if missing:
-            raise ProtocolError(f"seat reservation lacks {', '.join(missing)}: {data!r}")
-        return cls(name=pick("name") or "", room_id=room_id, process_id=process_id, session_id=session_id,
-                   public_address=pick("publicAddress"), reconnection_token=data.get("reconnectionToken"),
-                   raw=data)
-
-
-class _HTTPConnection(http.client.HTTPConnection):
-    """http.client over a gevent socket, so matchmaking never blocks the hub unpatched."""
-
-    ssl_context: Any = None
-    secure = False
-
-    def connect(self) -> None:
-        self.sock = open_socket(self.host, self.port, self.timeout, self.secure, self.ssl_context)
-
-
-class Client:
-    """Entry point: matchmaking plus room connections for one server endpoint.
-
-    ``endpoint`` is ``ws://``, ``wss://``, ``http://`` or ``https://`` host[:port] with an
-    optional path prefix and query, both put in front of every request as the SDKs do.
-    ``state_decoder`` is a zero-argument factory called once per room (default
-    :class:`RawStateDecoder`; ``functools.partial(RawStateDecoder, keep=0)`` for load tests).
-    ``message_buffer`` caps, per room, the messages kept for :meth:`Room.wait_for_message`
-    (oldest dropped first; 0 keeps none). ``headers`` go on matchmaking requests only, as a
-    browser cannot put headers on a WebSocket. The client object holds no connection and can
-    be shared by many greenlets; a room holds its socket and reader greenlet until it is
-    closed, so leave() or drop() rooms you are done with.
-    """
-
-    def __init__(self, endpoint: str = "ws://127.0.0.1:2567", *, dialect: Dialect | str = Dialect.V3,
-                 auth_token: str | None = None, headers: dict[str, str] | None = None,
-                 state_decoder: Callable[[], StateDecoder] | None = None,
-                 max_message_size: int | None = DEFAULT_MAX_SIZE, message_buffer: int = 1000,
-                 ssl_context: Any = None) -> None:
-        parts = urlsplit(endpoint)
-        scheme = parts.scheme.lower()
-        if scheme not in ("ws", "wss", "http", "https"):
-            raise ValueError(f"endpoint must be ws://, wss://, http:// or https://, not {endpoint!r}")
-        if not parts.hostname:
-            raise ValueError(f"endpoint has no host: {endpoint!r}")
-        self.secure = scheme in ("wss", "https")
-        self.host = parts.hostname
-        self.port = parts.port or (443 if self.secure else 80)
-        self.path = parts.path.rstrip("/")
-        self.query = parts.query
-        self.dialect = Dialect.parse(dialect)
-        self.auth_token = auth_token
-        self.headers = dict(headers or {})
-        self.state_decoder = state_decoder or RawStateDecoder
-        self.max_message_size = max_message_size
-        self.message_buffer = message_buffer
-        self.ssl_context = ssl_context
-        netloc = f"[{self.host}]" if ":" in self.host else self.host
-        self.netloc = f"{netloc}:{self.port}"
-        self.http_base = f"{'https' if self.secure else 'http'}://{self.netloc}{self.path}"
-        self.ws_base = f"{'wss' if self.secure else 'ws'}://{self.netloc}{self.path}"
-
-    def __repr__(self) -> str:
-        return f"<Client {self.ws_base} {self.dialect.value}>"
-
-    # -------------------------------------------------------------- matchmaking
-
-    def join_or_create(self, name: str, options: dict | None = None, timeout: float = 10.0) -> Room:
-        """Matchmake, open the room socket and return once JOIN_ROOM was acknowledged.
-
-        ``timeout`` bounds the whole join (HTTP, upgrade, JOIN_ROOM). Refusals raise
-        :class:`MatchMakeError`, whether they come as HTTP errors, as an ERROR frame or as a
-        close before JOIN_ROOM; ``create``, ``join`` and ``join_by_id`` behave alike.
-        """
-        return self._join("joinOrCreate", name, options, timeout)
-
-    def create(self, name: str, options: dict | None = None, timeout: float = 10.0) -> Room:
-        return self._join("create", name, options, timeout)
-
-    def join(self, name: str, options: dict | None = None, timeout: float = 10.0) -> Room:
-        return self._join("join", name, options, timeout)
-
-    def join_by_id(self, room_id: str, options: dict | None = None, timeout: float = 10.0) -> Room:
-        return self._join("joinById", room_id, options, timeout)
-
-    def reconnect(self, reconnection_token: str, timeout: float = 10.0) -> Room:
-        """Reclaim a seat with ``room.reconnection_token`` ("roomId:token"), as after a page reload."""
-        room_id, _, token = reconnection_token.partition(":")
-        if not room_id or not token:
-            raise ValueError("reconnection token must look like 'roomId:token' (room.reconnection_token)")
-        deadline = time.monotonic() + timeout
-        reservation = self.matchmake("reconnect", room_id, {"reconnectionToken": token}, timeout)
-        reservation.reconnection_token = token  # the SDKs put the token they posted in the URL (§8)
-        return self.consume_seat_reservation(reservation, _remaining(deadline))
-
-    def _join(self, method: str, name: str, options: dict | None, timeout: float) -> Room:
-        deadline = time.monotonic() + timeout
-        reservation = self.matchmake(method, name, options, timeout)
-        return self.consume_seat_reservation(reservation, _remaining(deadline))
-
-    def matchmake(self, method: str, name: str, options: dict | None = None,
-                  timeout: float = 10.0) -> SeatReservation:
-        """``POST {base}/matchmake/{method}/{name}`` and return the seat reservation.
-
-        Non-2xx answers raise :class:`MatchMakeError` with the body's ``code`` (else the HTTP
-        status) and its ``error``/``message`` text.
-        """
-        path = f"{self.path}/matchmake/{method}/{quote(name, safe='')}"
-        if self.query:
-            path += f"?{self.query}"
-        status, reason, content_type, body = self._post_json(path, {} if options is None else options, timeout)
-        url = f"{self.http_base}/matchmake/{method}/{name}"
-        data: Any = None
-        if "json" in content_type:
-            try:
-                data = json.loads(body or b"null")
-            except ValueError:
-                if 200 <= status < 300:
-                    raise ProtocolError(f"POST {url}: HTTP {status} with a body that is not JSON: {body[:200]!r}") from None
-        if not 200 <= status < 300:
-            code: Any = data.get("code") if isinstance(data, dict) else None
-            message = None
-            if isinstance(data, dict):
-                message = data.get("error") or data.get("message")
-            raise MatchMakeError(code if isinstance(code, int) else status,
-                                 str(message or reason or f"HTTP {status}"))
-        if "json" not in content_type:
-            raise ProtocolError(f"POST {url}: HTTP {status} with Content-Type {content_type!r}; "
-                                "the official clients only read JSON bodies")
-        if isinstance(data, dict) and "error" in data and "roomId" not in data:
-            # The 0.17/0.18 SDKs would mistake this for a reservation (docs/protocol.md, "Matchmaking"): report it.
-            raise MatchMakeError(data.get("code") if isinstance(data.get("code"), int) else status,
-                                 f"{data['error']} (sent with HTTP {status}; errors need a non-2xx status)")
-        return SeatReservation.from_json(data)
-
-    def _post_json(self, path: str, payload: Any, timeout: float) -> tuple[int, str, str, bytes]:
-        body = json.dumps(payload).encode("utf-8")
-        headers = {"Accept": "application/json", "Content-Type": "application/json",
-                   "Content-Length": str(len(body))}
-        if self.auth_token:
-            headers["Authorization"] = f"Bearer {self.auth_token}"
-        headers.update(self.headers)
-        conn = _HTTPConnection(self.host, self.port, timeout=timeout)
-        conn.secure = self.secure
-        conn.ssl_context = self.ssl_context
-        url = f"{self.http_base}{path[len(self.path):]}"
-        try:
-            conn.request("POST", path, body=body, headers=headers)
-            response = conn.getresponse()
-            data = response.read()
-            return response.status, response.reason, response.getheader("Content-Type") or "", data
-        except TimeoutError:
-            raise ClientTimeout(f"no matchmaking response from POST {url} within {timeout} s") from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise ClientConnectionError(f"POST {url} failed: {exc!r}") from exc
-        finally:
-            conn.close()
-
-    # -------------------------------------------------------------- rooms
-
-    def room_url(self, reservation: SeatReservation, extra: dict[str, str] | None = None) -> str:
-        """The room socket URL the SDKs would open for ``reservation`` (docs/protocol.md, "Endpoints")."""
-        scheme = "wss" if self.secure else "ws"
-        base = f"{scheme}://{reservation.public_address}" if reservation.public_address else self.ws_base
-        params = {"sessionId": reservation.session_id}
-        if reservation.reconnection_token:
-            params["reconnectionToken"] = reservation.reconnection_token
-        if self.auth_token:
-            params["_authToken"] = self.auth_token
-        params.update(extra or {})
-        query = "&".join(filter(None, (self.query, urlencode(params))))
-        return f"{base}/{reservation.process_id}/{reservation.room_id}?{query}"
-
-    def consume_seat_reservation(self, reservation: SeatReservation | dict, timeout: float = 10.0) -> Room:
-        """Open the room socket for a reservation and return once JOIN_ROOM was acknowledged."""
-        if isinstance(reservation, dict):
-            reservation = SeatReservation.from_json(reservation)
-        room = Room(self, reservation)
-        room._connect(self.room_url(reservation), timeout)
-        return room
+    def state_decoder(self) -> StateDecoder: ...
+    def room_url(self, reservation: SeatReservation, extra: dict[str, str] | None = None) -> str: ...
 
 
 def _remaining(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
-
-
-# --------------------------------------------------------------------------------------- room
 
 
 class _Waiter:
@@ -550,7 +84,7 @@ def _remover(lst: list, item: Any) -> Callable[[], None]:
 class Room:
     """A joined room. Obtain one from :class:`Client`; all methods are greenlet-safe."""
 
-    def __init__(self, client: Client, reservation: SeatReservation) -> None:
+    def __init__(self, client: RoomEndpoint, reservation: SeatReservation) -> None:
         self.client = client
         self.reservation = reservation
         self.dialect = client.dialect
