@@ -33,10 +33,32 @@ import gevent
 import gevent.socket
 import geventwebsocket.websocket as _gws_websocket
 from gevent.lock import Semaphore
-from geventwebsocket.exceptions import FrameTooLargeException, ProtocolError, WebSocketError
+from geventwebsocket.exceptions import ProtocolError, WebSocketError
 from geventwebsocket.websocket import Header, Stream
 
 from . import unmask
+from .wsframes import (
+    _CONTROL_OPCODES,
+    _DATA_OPCODES,
+    _U16,
+    _U64,
+    ABNORMAL_CLOSURE,
+    NO_STATUS_RECEIVED,
+    OP_CLOSE,
+    OP_CONTINUATION,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    ConnectionClosed,
+    InvalidUTF8,
+    MessageTooBig,
+    UnmaskedFrame,
+    _close_code_for,
+    _close_payload,
+    _frame_header,
+    _valid_wire_close_code,
+)
+from .wssend import Sender
 
 __all__ = [
     "ConnectionClosed",
@@ -58,105 +80,6 @@ RECV_SIZE = 64 * 1024
 #: no max_message_size) cannot make one read allocate it up front.
 RECV_MAX = 1024 * 1024
 
-OP_CONTINUATION = 0x0
-OP_TEXT = 0x1
-OP_BINARY = 0x2
-OP_CLOSE = 0x8
-OP_PING = 0x9
-OP_PONG = 0xA
-_DATA_OPCODES = (OP_CONTINUATION, OP_TEXT, OP_BINARY)
-_CONTROL_OPCODES = (OP_CLOSE, OP_PING, OP_PONG)
-_EMPTY_PING = bytes((0x80 | OP_PING, 0))  # FIN, ping, no mask, no payload: what a server sends
-
-# RFC 6455 7.4 + the IANA registry: codes that may appear in a close frame. 1005, 1006 and 1015
-# are reserved for reporting and must never be sent; 1004 and 1016-2999 are unassigned.
-_WIRE_CLOSE_CODES = frozenset(
-    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
-)
-NO_STATUS_RECEIVED = 1005
-ABNORMAL_CLOSURE = 1006
-
-
-def _valid_wire_close_code(code: int) -> bool:
-    return code in _WIRE_CLOSE_CODES or 3000 <= code <= 4999
-
-
-
-# --------------------------------------------------------------------------------------------
-# Exceptions
-# --------------------------------------------------------------------------------------------
-
-
-class ConnectionClosed(WebSocketError):
-    """Raised by send()/receive() once the connection is over, so that a loop that ignores a None
-    from receive() cannot spin forever on a dead socket (a hot loop would starve the worker)."""
-
-    code = ABNORMAL_CLOSURE
-
-
-class UnmaskedFrame(ProtocolError):
-    """A client frame without the mask bit (RFC 6455 5.1: the server MUST close the connection)."""
-
-    code = 1002
-
-
-class InvalidUTF8(ProtocolError):
-    """A text message or close reason that is not UTF-8; the connection was closed with 1007."""
-
-    code = 1007
-
-
-class MessageTooBig(FrameTooLargeException):
-    """A frame or fragmented message over ``max_message_size``; closed with 1009 before the payload
-    was read, so a hostile length header costs nothing."""
-
-    code = 1009
-
-
-def _close_code_for(exc: BaseException) -> int:
-    return getattr(exc, "code", None) or 1002
-
-
-class _SendTimeout(Exception):
-    pass
-
-
-# --------------------------------------------------------------------------------------------
-# The socket
-# --------------------------------------------------------------------------------------------
-
-
-def _frame_header(opcode: int, length: int) -> bytes:
-    if length < 126:
-        return bytes((0x80 | opcode, length))
-    if length < 0x10000:
-        return struct.pack("!BBH", 0x80 | opcode, 126, length)
-    return struct.pack("!BBQ", 0x80 | opcode, 127, length)
-
-
-def _as_payload(message: Any) -> bytes:
-    if message is None:
-        return b""
-    if isinstance(message, str):
-        return message.encode("utf-8")
-    return bytes(message)
-
-
-def _close_payload(code: int | None, reason: str | bytes | None) -> bytes:
-    if code is None:
-        return b""
-    if not _valid_wire_close_code(code):
-        raise ValueError(f"close code {code} may not be sent on the wire")
-    raw = _as_payload(reason)
-    if len(raw) > 123:
-        # Control frames carry at most 125 bytes; cut at a character boundary rather than fail a
-        # kick because its reason was long.
-        raw = raw[:123].decode("utf-8", "ignore").encode("utf-8")
-    return struct.pack("!H", code) + raw
-
-
-_U16 = struct.Struct("!H")
-_U64 = struct.Struct("!Q")
 _EOF_HEADER = "Unexpected EOF while decoding header"
 _EOF_PAYLOAD = "Unexpected EOF reading frame payload"
 # The exact class whose private parts _recv_direct uses; subclasses (gevent.ssl.SSLSocket) are
@@ -166,7 +89,7 @@ _PLAIN_GEVENT_SOCKET: type = gevent.socket.socket
 _DIRECT_READS = all(hasattr(_PLAIN_GEVENT_SOCKET, name) for name in ("_wait", "_read_event"))
 
 
-class WebSocket(_gws_websocket.WebSocket):
+class WebSocket(Sender, _gws_websocket.WebSocket):
     """gevent-websocket's WebSocket with the D7 fixes.
 
     No ``__slots__`` on purpose: the base class has slots only, and the per-connection settings
@@ -497,70 +420,6 @@ class WebSocket(_gws_websocket.WebSocket):
         self.last_pong = time.monotonic()
 
     # -- writing ------------------------------------------------------------------------------
-
-    def send_frame(self, message: Any, opcode: int) -> None:
-        """Send one unfragmented frame. Bytes stay bytes for every opcode (the base class sent
-        ``"b'...'"`` for a bytes ping), and frames from concurrent greenlets never interleave."""
-        if self.closed:
-            raise ConnectionClosed("Connection is already closed")
-        payload = _as_payload(message)
-        if opcode in _CONTROL_OPCODES and len(payload) > 125:
-            raise ValueError("control frame payload longer than 125 bytes")
-        self._write(_frame_header(opcode, len(payload)) + payload)
-
-    def send(self, message: Any, binary: bool | None = None) -> None:
-        """Send a message: str as text, bytes-like as binary unless ``binary`` says otherwise.
-
-        Raises ConnectionClosed after close, WebSocketError if the peer is gone.
-        """
-        if binary is None:
-            binary = not isinstance(message, str)
-        self.send_frame(message, OP_BINARY if binary else OP_TEXT)
-
-    def send_binary(self, data: bytes) -> None:
-        """``send(data, binary=True)`` for bytes, with none of its dispatching: every message a
-        room sends comes through here."""
-        if self.closed:
-            raise ConnectionClosed("Connection is already closed")
-        n = len(data)
-        self._write((bytes((0x82, n)) if n < 126 else _frame_header(OP_BINARY, n)) + data)
-
-    def ping(self, payload: bytes = b"") -> None:
-        """Send a ping; the pong updates ``last_pong`` while some greenlet is in receive()."""
-        self.send_frame(payload, OP_PING)
-
-    def ping_from_hub(self) -> bool:
-        """Send an empty ping from a timer callback in the hub, with no greenlet to spawn and
-        switch to (2,000 idle sockets ping 667 times a second). False when it cannot leave at
-        once without waiting (a send in progress, a backlog, a full socket buffer): the caller
-        then sends it from a greenlet, as any frame."""
-        sock = self._sock
-        if (self.closed or self._backlog is not None or sock is None
-                or not self._send_lock.acquire(blocking=False)):
-            return False
-        try:
-            sent = sock.send(_EMPTY_PING, 0, 0.0)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            self._send_lock.release()
-            return True  # the peer is gone: the reader reports it, as for any send
-        if sent == 0:
-            self._send_lock.release()
-            return False
-        if sent == len(_EMPTY_PING):
-            self._send_lock.release()
-        else:  # one byte of two went out: the other must go before any other frame
-            gevent.spawn(self._finish_locked, memoryview(_EMPTY_PING)[sent:])
-        return True
-
-    def _finish_locked(self, rest: memoryview) -> None:
-        """Write the rest of a frame begun in the hub, then give back the send lock it holds."""
-        try:
-            self._write_unlocked(rest)
-        finally:
-            self._send_lock.release()
-
     def close(self, code: int | None = 1000, message: str | bytes | None = b"") -> None:
         """Send a close frame carrying ``code`` and ``message`` (the base class dropped the code).
 
@@ -588,109 +447,6 @@ class WebSocket(_gws_websocket.WebSocket):
         and so every room in it, for that long."""
         self._failed = True
         self._ended = True
-
-    def _write(self, data: bytes) -> None:
-        with self._send_lock:
-            self._write_unlocked(data)
-
-    def _write_unlocked(self, data: bytes | memoryview) -> None:
-        """``_write`` for a caller that holds the send lock."""
-        timeout = self.send_timeout
-        try:
-            if self._backlog is not None:  # frames are waiting: this one goes after them
-                self._queue(data)
-                return
-            rest = self._send_now(data)
-            if rest is None:
-                return
-            if timeout is not None and self.send_backlog is not None:
-                self._backlog = deque()
-                self._backlog_bytes = 0
-                self._queue(rest)
-                gevent.spawn(self._write_backlog)
-            elif timeout is None:
-                self.raw_write(rest)
-            else:
-                with gevent.Timeout(timeout, _SendTimeout):
-                    self.raw_write(rest)
-        except _SendTimeout:
-            self._dead()
-            self._discard_unsent()
-            self._abort()
-            raise WebSocketError("Send timed out: the peer is not reading") from None
-        except OSError as exc:
-            self._dead()
-            raise WebSocketError("Socket is dead") from exc
-
-    def _queue(self, data: bytes | memoryview) -> None:
-        """Add to the backlog; a peer that let it grow past ``send_backlog`` is dropped."""
-        self._backlog.append(data)
-        self._backlog_bytes += len(data)
-        if self._backlog_bytes > self.send_backlog:
-            self._drop_slow_peer(f"{self._backlog_bytes} bytes queued")
-            raise WebSocketError("Send backlog full: the peer is not reading")
-
-    def _write_backlog(self) -> None:
-        """The connection's writer while a backlog exists: one frame at a time, each within
-        ``send_timeout``; senders meanwhile only append (under the send lock), so order holds."""
-        try:
-            while True:
-                with self._send_lock:
-                    backlog = self._backlog
-                    if not backlog:
-                        self._backlog = None
-                        return
-                    data = backlog.popleft()
-                with gevent.Timeout(self.send_timeout, _SendTimeout):
-                    self.raw_write(data)
-                self._backlog_bytes -= len(data)
-        except _SendTimeout:
-            self._drop_slow_peer(f"nothing read for {self.send_timeout:g} s")
-        except (OSError, WebSocketError):
-            self._dead()
-        self._backlog = None
-
-    def _drop_slow_peer(self, why: str) -> None:
-        log.info("dropping WebSocket peer %s: it is not reading (%s)",
-                 self.environ.get("REMOTE_ADDR") or "-", why)
-        self._backlog = None
-        dropped, self.on_slow_peer = self.on_slow_peer, None  # once per connection
-        if dropped is not None:
-            dropped()
-        self._dead()
-        self._discard_unsent()
-        self._abort()
-
-    def _discard_unsent(self) -> None:
-        """Make the socket's close a reset that drops what the kernel still holds for this peer.
-
-        Otherwise the closed socket lingers in FIN-WAIT-1 with a full send buffer (measured:
-        3.8 MB for one peer on loopback), retransmitting into a window its peer never opens,
-        for minutes, and every peer dropped for not reading adds that much kernel memory
-        (found by tests/test_hostile_peers.py)."""
-        sock = self._sock
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:
-                pass
-
-    def _send_now(self, data: bytes | memoryview) -> memoryview | None:
-        """Send what the socket buffer takes without waiting; return the rest (None: all sent).
-
-        A frame nearly always fits whole, so the common send is one ``send`` syscall: no
-        gevent.Timeout armed and cancelled for ``send_timeout``, and none of gevent's
-        ``sendall`` bookkeeping, which asks the kernel for SO_SNDBUF on every call (one
-        getsockopt syscall per frame). Only a frame that does not fit waits, in ``_write``.
-        """
-        sock = self._sock
-        if sock is None:
-            return memoryview(data)
-        try:
-            sent = sock.send(data, 0, 0.0)  # gevent: timeout 0.0 raises instead of waiting
-        except BlockingIOError:
-            sent = 0
-        return None if sent == len(data) else memoryview(data)[sent:]
 
     # -- ending -------------------------------------------------------------------------------
 

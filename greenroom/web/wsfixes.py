@@ -46,6 +46,7 @@ from .websocket import (
     WebSocketError,
     _close_payload,
 )
+from .wssend import Sender
 
 __all__ = [
     "PINNED_VERSION",
@@ -176,7 +177,7 @@ def _live_handlers() -> list[type]:
 # Our implementations as defined, so that fixes_applied() also notices if someone replaces them
 # on WebSocket or Handler themselves.
 _IMPLEMENTATIONS: dict[type, dict[str, Any]] = {
-    WebSocket: dict(vars(WebSocket)),
+    WebSocket: {**vars(Sender), **vars(WebSocket)},  # the sending half lives in wssend.py
     Handler: dict(vars(Handler)),
 }
 
