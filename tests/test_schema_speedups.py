@@ -42,12 +42,14 @@ def test_the_extension_is_built_unless_switched_off() -> None:
     assert speedups.implementation() == "compiled"
     assert isinstance(Player.__setattr__, compiled.FastSetattr)
     assert encoder_module._patch_loop is compiled.patch_loop
+    assert encoder_module._encode_patch is compiled.encode_patch
 
 
 @contextmanager
 def python_reference() -> Any:
     """Encode with the Python loop and block writer (classes keep the __setattr__ they were made with)."""
-    with mock.patch.object(encoder_module, "_patch_loop", encoder_module.patch_loop), \
+    with mock.patch.object(encoder_module, "_encode_patch", None), \
+            mock.patch.object(encoder_module, "_patch_loop", encoder_module.patch_loop), \
             mock.patch.object(encoder_module, "_schema_block", encoder_module.schema_block), \
             mock.patch.object(encoder_module, "_schema_pending", encoder_module.schema_pending):
         yield

@@ -31,7 +31,7 @@ static Py_ssize_t off_ref, off_kind, off_tracker, off_refid, off_rid, off_head, 
 static PyObject *write_pending_fn, *emit_new_fn, *type_id_suffix_fn, *node_type;
 static PyObject *no_children;      /* encoder._NO_CHILDREN, shared by leaf blocks */
 static PyObject *s_gr, *s_gr_patch, *s_queue, *s_type_ids, *s_delete_op, *s_dna_op,
-    *s_schema_cls;
+    *s_schema_cls, *s_state, *s_new_nodes;
 static PyObject *absent_marker, *present_marker;
 static int configured = 0;
 /* the last Schema class whose _gr_patch was looked up (a patch is mostly one class) */
@@ -39,19 +39,57 @@ static PyObject *cached_class, *cached_table;
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
-static int
-put(PyObject *out, const char *data, Py_ssize_t n)
+/* Make room for ``n`` more bytes of ``out`` (its size is unchanged) and return where they go.
+ *
+ * Why not PyByteArray_Resize on every write: it grows the buffer by an eighth, so a patch of a few
+ * KB written a few bytes at a time reallocates dozens of times (it showed in the profile). Here
+ * the capacity doubles. The size is then set back directly, which keeps bytearray's invariants
+ * (ob_alloc > size, a NUL after the data); ``out`` is always a bytearray this module or encoder.py
+ * created, never one with exported buffers (whose size must not change under a reader). */
+static char *
+reserve(PyObject *out, Py_ssize_t n)
 {
     PyByteArrayObject *b = (PyByteArrayObject *)out;
     Py_ssize_t len = Py_SIZE(out);
-    if ((b->ob_start - b->ob_bytes) + len + n + 1 <= b->ob_alloc) {
-        /* room left: what PyByteArray_Resize would do, without the call */
-        Py_SET_SIZE(out, len + n);
-        b->ob_start[len + n] = '\0';
-    } else if (PyByteArray_Resize(out, len + n) < 0) {
-        return -1;
+    if ((b->ob_start - b->ob_bytes) + len + n + 1 > b->ob_alloc) {
+        if (n > PY_SSIZE_T_MAX / 2 - len) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        Py_ssize_t cap = b->ob_alloc < PY_SSIZE_T_MAX / 4 ? 2 * b->ob_alloc : len + n;
+        if (cap < len + n)
+            cap = len + n;
+        if (cap < 256)
+            cap = 256;
+        if (PyByteArray_Resize(out, cap) < 0)     /* moves the data to the buffer's start */
+            return NULL;
+        Py_SET_SIZE(out, len);
+        b->ob_start[len] = '\0';
     }
-    memcpy(PyByteArray_AS_STRING(out) + len, data, n);
+    return b->ob_start + len;
+}
+
+/* Count ``n`` bytes written at reserve()'s pointer as part of ``out``. */
+static inline void
+commit(PyObject *out, Py_ssize_t n)
+{
+    PyByteArrayObject *b = (PyByteArrayObject *)out;
+    Py_ssize_t len = Py_SIZE(out) + n;
+    Py_SET_SIZE(out, len);
+    b->ob_start[len] = '\0';
+}
+
+static int
+put(PyObject *out, const char *data, Py_ssize_t n)
+{
+    char *dst = reserve(out, n);
+    if (dst == NULL)
+        return -1;
+    if (n == 1)                 /* most writes are one op byte: no call to memcpy */
+        *dst = *data;
+    else
+        memcpy(dst, data, n);
+    commit(out, n);
     return 0;
 }
 
@@ -65,10 +103,18 @@ put_bytes(PyObject *out, PyObject *b)
     return put(out, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b));
 }
 
+/* Drop what was written after ``len`` (a block that turned out empty). The capacity is kept:
+ * PyByteArray_Resize would give it back when shrinking below half, then grow again. */
 static int
 trim(PyObject *out, Py_ssize_t len)
 {
-    return PyByteArray_Resize(out, len);
+    if (len < 0 || len > Py_SIZE(out)) {
+        PyErr_SetString(PyExc_SystemError, "trim beyond the bytearray");
+        return -1;
+    }
+    Py_SET_SIZE(out, len);
+    ((PyByteArrayObject *)out)->ob_start[len] = '\0';
+    return 0;
 }
 
 /* Replace a slot's value (the slot holds a strong reference). */
@@ -183,13 +229,16 @@ put_encoded(PyObject *out, PyObject *encode, PyObject *value)
 static int
 put_number(PyObject *out, PyObject *encode, PyObject *value)
 {
-    char buf[9];
-    int n = number_bytes(value, buf);
+    char *dst = reserve(out, 9);              /* number_bytes writes at most 9 */
+    if (dst == NULL)
+        return -1;
+    int n = number_bytes(value, dst);
     if (n < 0)
         return -1;
     if (n == 0)
         return put_encoded(out, encode, value);
-    return put(out, buf, n);
+    commit(out, n);
+    return 0;
 }
 
 /* A primitive field's value: ``number`` is the field table's flag (1: the ``number`` type,
@@ -396,55 +445,38 @@ emit_children(PyObject *children, PyObject *out, PyObject *type_ids)
     return PyList_SetSlice(children, 0, n, NULL);
 }
 
-/* patch_loop(tracker, out, where): encoder.encode_patch's loop over tracker.queue. ``where[0]``
- * is set to the node being written, so that an error can name it. */
-static PyObject *
-patch_loop(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* The loop over tracker.queue (encoder.patch_loop). On an error, ``*failed`` is the node being
+ * written (a new reference, for the message), or NULL if the error is not about one node. */
+static int
+run_loop(PyObject *tracker, PyObject *queue, PyObject *type_ids, PyObject *out,
+         PyObject **failed)
 {
-    if (!configured) {
-        PyErr_SetString(PyExc_RuntimeError, "_speedups.configure() was not called");
-        return NULL;
-    }
-    if (nargs != 3 || !PyByteArray_CheckExact(args[1]) || !PyList_CheckExact(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "patch_loop(tracker, out: bytearray, where: list)");
-        return NULL;
-    }
-    PyObject *tracker = args[0], *out = args[1], *where = args[2];
-    PyObject *queue = PyObject_GetAttr(tracker, s_queue);
-    PyObject *type_ids = PyObject_GetAttr(tracker, s_type_ids);
+    *failed = NULL;
     PyObject *children = PyList_New(0);
-    if (queue == NULL || type_ids == NULL || children == NULL)
-        goto fail;
-    if (!PyList_CheckExact(queue) || PyList_GET_SIZE(where) < 1) {
-        PyErr_SetString(PyExc_TypeError, "tracker.queue must be a list and where non-empty");
-        goto fail;
-    }
+    if (children == NULL)
+        return -1;
+    PyObject *node = NULL;
     /* the queue only grows while we run (a Python helper never touches it), but index it
      * afresh on every turn all the same */
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(queue); i++) {
-        PyObject *node = PyList_GET_ITEM(queue, i);
-        Py_INCREF(node);
+        node = PyList_GET_ITEM(queue, i);
         if (!PyObject_TypeCheck(node, (PyTypeObject *)node_type)) {
+            node = NULL;
             PyErr_SetString(PyExc_TypeError, "tracker.queue holds a non-Node");
-            Py_DECREF(node);
             goto fail;
         }
-        Py_INCREF(node);
-        PyList_SetItem(where, 0, node);         /* steals the new reference */
+        Py_INCREF(node);                        /* held while Python code may run */
         PyObject *pending = SLOT(node, off_pending);
         PyObject *owner = SLOT(node, off_tracker);
         int is_new = is_true_slot(node, off_new, "new");
-        if (is_new < 0) {
-            Py_DECREF(node);
+        if (is_new < 0)
             goto fail;
-        }
         if (pending == NULL || pending == Py_None || is_new || owner != tracker) {
-            Py_DECREF(node);
+            Py_CLEAR(node);
             continue;
         }
         if (!PyDict_CheckExact(pending)) {
             PyErr_SetString(PyExc_TypeError, "Node.pending is not a dict");
-            Py_DECREF(node);
             goto fail;
         }
         Py_INCREF(pending);
@@ -454,7 +486,14 @@ patch_loop(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyObject *refid = get_slot(node, off_refid, "refid");
         PyObject *kind = get_slot(node, off_kind, "kind");
         int r = (refid == NULL || kind == NULL) ? -1 : 0;
-        if (r == 0 && (start || PyObject_IsTrue(refid))) {
+        /* the SWITCH header, unless this is the root's block at the very start */
+        int header = start != 0;
+        if (r == 0 && !header) {
+            header = PyObject_IsTrue(refid);
+            if (header < 0)
+                r = -1;
+        }
+        if (r == 0 && header) {
             PyObject *head = get_slot(node, off_head, "head");
             r = head == NULL ? -1 : put_bytes(out, head);
         }
@@ -483,21 +522,157 @@ patch_loop(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             }
         }
         Py_DECREF(pending);
-        Py_DECREF(node);
         if (r < 0)
             goto fail;
         if (PyList_GET_SIZE(children) && emit_children(children, out, type_ids) < 0)
             goto fail;
+        Py_CLEAR(node);
     }
-    Py_DECREF(queue);
-    Py_DECREF(type_ids);
     Py_DECREF(children);
-    Py_RETURN_NONE;
+    return 0;
 fail:
+    *failed = node;                             /* our reference passes to the caller */
+    Py_DECREF(children);
+    return -1;
+}
+
+static int
+check_configured(void)
+{
+    if (!configured)
+        PyErr_SetString(PyExc_RuntimeError, "_speedups.configure() was not called");
+    return configured;
+}
+
+/* Put ``failed`` (a new reference or NULL) in where[0], keeping the error being raised. */
+static void
+report_where(PyObject *where, PyObject *failed)
+{
+    if (failed == NULL)
+        return;
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    if (PyList_SetItem(where, 0, failed) < 0)   /* steals ``failed`` even when it fails */
+        PyErr_Clear();
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+}
+
+/* patch_loop(tracker, out, where): encoder.patch_loop. On an error ``where[0]`` is the node
+ * being written, so that the message can name it. */
+static PyObject *
+patch_loop(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!check_configured())
+        return NULL;
+    if (nargs != 3 || !PyByteArray_CheckExact(args[1]) || !PyList_CheckExact(args[2])
+            || PyList_GET_SIZE(args[2]) < 1) {
+        PyErr_SetString(PyExc_TypeError, "patch_loop(tracker, out: bytearray, where: non-empty list)");
+        return NULL;
+    }
+    PyObject *tracker = args[0], *out = args[1], *where = args[2];
+    PyObject *queue = PyObject_GetAttr(tracker, s_queue);
+    PyObject *type_ids = PyObject_GetAttr(tracker, s_type_ids);
+    PyObject *failed = NULL;
+    int r = -1;
+    if (queue != NULL && type_ids != NULL) {
+        if (!PyList_CheckExact(queue))
+            PyErr_SetString(PyExc_TypeError, "tracker.queue must be a list");
+        else
+            r = run_loop(tracker, queue, type_ids, out, &failed);
+    }
     Py_XDECREF(queue);
     Py_XDECREF(type_ids);
-    Py_XDECREF(children);
-    return NULL;
+    if (r < 0) {
+        report_where(where, failed);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* A hint for the first allocation of a patch: the size of the last one (a room's patches are
+ * much alike), so that most patches are written without growing the buffer at all. Only a
+ * hint: a wrong value costs a reallocation or some unused bytes. */
+static Py_ssize_t last_patch_size = 0;
+
+/* encode_patch(tracker, where) -> bytes: encoder.encode_patch's body for the success path, the
+ * end of the tick included (tracker.end_tick(reset_pending=False): the loop reset what it
+ * encoded). On an error nothing of the tick's end is done, where[0] names the node if there is
+ * one, and the Python caller resets the rest (end_tick(reset_pending=True)) and raises
+ * EncodeError, as the Python version does. */
+static PyObject *
+encode_patch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!check_configured())
+        return NULL;
+    if (nargs != 2 || !PyList_CheckExact(args[1]) || PyList_GET_SIZE(args[1]) < 1) {
+        PyErr_SetString(PyExc_TypeError, "encode_patch(tracker, where: non-empty list)");
+        return NULL;
+    }
+    PyObject *tracker = args[0], *where = args[1];
+    PyObject *queue = NULL, *type_ids = NULL, *new_nodes = NULL, *state = NULL, *root = NULL;
+    PyObject *out = NULL, *result = NULL, *failed = NULL;
+    if ((state = PyObject_GetAttr(tracker, s_state)) == NULL
+            || (root = child_node(state)) == NULL
+            || (type_ids = PyObject_GetAttr(tracker, s_type_ids)) == NULL)
+        goto done;
+    out = PyByteArray_FromStringAndSize(NULL, 0);
+    if (out == NULL || reserve(out, last_patch_size > 0 ? last_patch_size + 64 : 256) == NULL)
+        goto done;
+    int root_new = is_true_slot(root, off_new, "new");
+    if (root_new < 0)
+        goto done;
+    if (root_new) {        /* the whole state was attached this tick (written by encoder.py) */
+        PyObject *r = PyObject_CallFunctionObjArgs(emit_new_fn, root, out, type_ids, NULL);
+        if (r == NULL)
+            goto done;
+        Py_DECREF(r);
+    }
+    /* read after _emit_new: Python code may have run */
+    if ((queue = PyObject_GetAttr(tracker, s_queue)) == NULL)
+        goto done;
+    if (!PyList_CheckExact(queue)) {
+        PyErr_SetString(PyExc_TypeError, "tracker.queue must be a list");
+        goto done;
+    }
+    if (run_loop(tracker, queue, type_ids, out, &failed) < 0)
+        goto done;
+    /* tracker.end_tick(reset_pending=False) */
+    if ((new_nodes = PyObject_GetAttr(tracker, s_new_nodes)) == NULL)
+        goto done;
+    if (!PyList_CheckExact(new_nodes)) {
+        PyErr_SetString(PyExc_TypeError, "tracker.new_nodes must be a list");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(new_nodes); i++) {
+        PyObject *node = PyList_GET_ITEM(new_nodes, i);
+        if (!PyObject_TypeCheck(node, (PyTypeObject *)node_type)) {
+            PyErr_SetString(PyExc_TypeError, "tracker.new_nodes holds a non-Node");
+            goto done;
+        }
+        set_slot(node, off_new, Py_False);
+    }
+    {
+        PyObject *fresh_queue = PyList_New(0), *fresh_new = PyList_New(0);
+        int r = (fresh_queue == NULL || fresh_new == NULL
+                 || PyObject_SetAttr(tracker, s_queue, fresh_queue) < 0
+                 || PyObject_SetAttr(tracker, s_new_nodes, fresh_new) < 0) ? -1 : 0;
+        Py_XDECREF(fresh_queue);
+        Py_XDECREF(fresh_new);
+        if (r < 0)
+            goto done;
+    }
+    last_patch_size = PyByteArray_GET_SIZE(out);
+    result = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(out), PyByteArray_GET_SIZE(out));
+done:
+    if (result == NULL)
+        report_where(where, failed);
+    Py_XDECREF(queue);
+    Py_XDECREF(type_ids);
+    Py_XDECREF(new_nodes);
+    Py_XDECREF(state);
+    Py_XDECREF(root);
+    Py_XDECREF(out);
+    return result;
 }
 
 /* schema_pending(node, pending, out, type_ids, children): write_pending for a Schema instance
@@ -850,6 +1025,8 @@ static PyMethodDef methods[] = {
      "Give the module the Python pieces it works with (encoder.py calls it once)."},
     {"patch_loop", (PyCFunction)(void (*)(void))patch_loop, METH_FASTCALL,
      "encode_patch's loop over the touched structures."},
+    {"encode_patch", (PyCFunction)(void (*)(void))encode_patch, METH_FASTCALL,
+     "encode_patch's body: the patch as bytes, and the end of the tick."},
     {"schema_pending", (PyCFunction)(void (*)(void))write_schema_pending, METH_FASTCALL,
      "write_pending for a Schema instance."},
     {"schema_block", (PyCFunction)(void (*)(void))schema_block, METH_FASTCALL,
@@ -877,7 +1054,9 @@ PyInit__speedups(void)
         !(s_type_ids = PyUnicode_InternFromString("type_ids")) ||
         !(s_delete_op = PyUnicode_InternFromString("delete_op")) ||
         !(s_dna_op = PyUnicode_InternFromString("dna_op")) ||
-        !(s_schema_cls = PyUnicode_InternFromString("schema_cls"))) {
+        !(s_schema_cls = PyUnicode_InternFromString("schema_cls")) ||
+        !(s_state = PyUnicode_InternFromString("state")) ||
+        !(s_new_nodes = PyUnicode_InternFromString("new_nodes"))) {
         Py_DECREF(m);
         return NULL;
     }

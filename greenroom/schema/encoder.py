@@ -247,8 +247,14 @@ def encode_patch(state: ChangeTracker | Any) -> bytes:
     send full states to resynchronise clients).
     """
     tracker = tracker_of(state)
-    out = bytearray()
     where: list[Node | None] = [None]
+    if _encode_patch is not None:    # the same steps in C, the end of the tick included
+        try:
+            return _encode_patch(tracker, where)
+        except Exception as exc:
+            tracker.end_tick(reset_pending=True)
+            raise EncodeError(f"cannot encode the patch{_where(where[0])}: {exc!r}") from exc
+    out = bytearray()
     done = False
     try:
         root = tracker.state._gr
@@ -412,9 +418,11 @@ if speedups.compiled is not None:
     speedups.compiled.configure(Node, write_pending, _emit_new, type_id_suffix, _NO_CHILDREN,
                                 ABSENT, PRESENT)
     _patch_loop = speedups.compiled.patch_loop
+    _encode_patch = speedups.compiled.encode_patch
     _schema_block = speedups.compiled.schema_block
     _schema_pending = speedups.compiled.schema_pending
 else:
     _patch_loop = patch_loop
+    _encode_patch = None
     _schema_block = schema_block
     _schema_pending = schema_pending
