@@ -34,8 +34,6 @@ static PyObject *s_gr, *s_gr_patch, *s_queue, *s_type_ids, *s_delete_op, *s_dna_
     *s_schema_cls, *s_state, *s_new_nodes;
 static PyObject *absent_marker, *present_marker;
 static int configured = 0;
-/* the last Schema class whose _gr_patch was looked up (a patch is mostly one class) */
-static PyObject *cached_class, *cached_table;
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
@@ -154,6 +152,56 @@ slot_offset(PyObject *cls, const char *name)
     return off;
 }
 
+/* ---- ints ---------------------------------------------------------------------------------- */
+
+/* The value of an int that fits in a long, without a call for the small ones (slot indices,
+ * markers and refIds are small). Anything else goes through PyLong_AsLong, errors included. */
+/* 1 and the value in ``*out`` if ``obj`` is an exact int of at most one internal digit (30
+ * bits: slot indices, markers, refIds and most game numbers), read without a call; else 0. */
+static inline int
+compact_long(PyObject *obj, long *out)
+{
+    if (!PyLong_CheckExact(obj))
+        return 0;
+#if PY_VERSION_HEX >= 0x030C0000
+    if (!PyUnstable_Long_IsCompact((PyLongObject *)obj))
+        return 0;
+    *out = (long)PyUnstable_Long_CompactValue((PyLongObject *)obj);
+    return 1;
+#else
+    /* 3.11's layout: the sign and digit count in ob_size, 30-bit digits in ob_digit */
+    Py_ssize_t size = Py_SIZE(obj);
+    if (size < -1 || size > 1)
+        return 0;
+    long v = size == 0 ? 0 : (long)((PyLongObject *)obj)->ob_digit[0];
+    *out = size < 0 ? -v : v;
+    return 1;
+#endif
+}
+
+/* The value of an int that fits in a long (PyLong_AsLong, with compact_long's shortcut). */
+static inline int
+small_long(PyObject *obj, long *out)
+{
+    if (compact_long(obj, out))
+        return 0;
+    long v = PyLong_AsLong(obj);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static inline int
+small_int(PyObject *obj, Py_ssize_t *out)
+{
+    long v;
+    if (small_long(obj, &v) < 0)
+        return -1;
+    *out = (Py_ssize_t)v;
+    return 0;
+}
+
 /* ---- number encoding (PROTOCOL §5.1), byte for byte protocol.primitives.encode_number ----- */
 
 /* Integers in int32 range. Returns the number of bytes written to buf (at least 9 long). */
@@ -184,6 +232,9 @@ static int
 number_bytes(PyObject *value, char *buf)
 {
     if (PyLong_CheckExact(value)) {
+        long small;
+        if (compact_long(value, &small))      /* 30 bits at most: in int32 range */
+            return int_bytes(small, buf);
         int overflow = 0;
         long v = PyLong_AsLongAndOverflow(value, &overflow);
         if (v == -1 && PyErr_Occurred())
@@ -202,8 +253,14 @@ number_bytes(PyObject *value, char *buf)
             float f = (float)v;
             if (!isinf(f) && fabs((double)f - v) < 1e-4) {
                 buf[0] = (char)0xca;
+#if PY_LITTLE_ENDIAN && FLT_RADIX == 2 && FLT_MANT_DIG == 24 && FLT_MAX_EXP == 128
+                /* IEEE single, little-endian: what PyFloat_Pack4(v, buf + 1, 1) does (f is
+                 * finite, so there is no overflow to report) */
+                memcpy(buf + 1, &f, 4);
+#else
                 if (PyFloat_Pack4(v, buf + 1, 1) < 0)
                     return -1;
+#endif
                 return 5;
             }
         }
@@ -241,13 +298,21 @@ put_number(PyObject *out, PyObject *encode, PyObject *value)
     return 0;
 }
 
-/* A primitive field's value: ``number`` is the field table's flag (1: the ``number`` type,
- * encoded here; 0: another primitive, its Python encoder). */
-static int
-put_primitive(PyObject *out, PyObject *number, PyObject *encode, PyObject *value)
+/* ``cls._gr_patch`` unpacked into C once per class: what the loops read per field, without
+ * tuple indexing and int conversions on every operation (they showed in the profile). */
+enum { FIELD_STRUCT, FIELD_PRIMITIVE, FIELD_NUMBER };
+
+typedef struct {
+    PyObject *name, *add_op, *encode, *fd;   /* borrowed from ``table``, which the object holds */
+    int kind;
+} FieldInfo;
+
+/* A primitive field's value: the ``number`` type is encoded here, others by their encoder. */
+static inline int
+put_primitive(PyObject *out, const FieldInfo *f, PyObject *value)
 {
-    int is_number = number == Py_True || (PyLong_Check(number) && PyLong_AsLong(number) == 1);
-    return is_number ? put_number(out, encode, value) : put_encoded(out, encode, value);
+    return f->kind == FIELD_NUMBER ? put_number(out, f->encode, value)
+                                   : put_encoded(out, f->encode, value);
 }
 
 /* ``d[name]`` (borrowed); a missing key is a KeyError (a field is always in the __dict__). */
@@ -288,21 +353,42 @@ is_true_slot(PyObject *node, Py_ssize_t off, const char *name)
     return PyObject_IsTrue(v);
 }
 
-/* ``cls._gr_patch``, the field table (new reference). */
-static PyObject *
-patch_table(PyObject *cls)
+typedef struct {
+    PyObject_HEAD
+    PyObject *table;
+    Py_ssize_t n;
+    FieldInfo fields[1];                      /* n of them (n >= 1: see fields_new) */
+} Fields;
+
+static void
+fields_dealloc(Fields *self)
 {
-    if (cls == cached_class) {
-        Py_INCREF(cached_table);
-        return cached_table;
-    }
+    Py_XDECREF(self->table);
+    PyObject_Free(self);
+}
+
+/* Only this module creates and reads them; holding no references but a tuple of str/bytes/
+ * functions/Fields (a Field never points back at a Fields), they need no GC support. */
+static PyTypeObject FieldsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "greenroom.schema._speedups.Fields",
+    .tp_doc = "A Schema class's field table as the compiled loops read it.",
+    .tp_basicsize = sizeof(Fields),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_dealloc = (destructor)fields_dealloc,
+};
+
+static Fields *
+fields_new(PyObject *cls)
+{
     PyObject *table = PyObject_GetAttr(cls, s_gr_patch);
     if (table == NULL)
         return NULL;
     int ok = PyTuple_CheckExact(table);
     for (Py_ssize_t i = 0; ok && i < PyTuple_GET_SIZE(table); i++) {
         PyObject *entry = PyTuple_GET_ITEM(table, i);
-        ok = PyTuple_CheckExact(entry) && PyTuple_GET_SIZE(entry) == 5;
+        ok = PyTuple_CheckExact(entry) && PyTuple_GET_SIZE(entry) == 5
+             && PyBytes_CheckExact(PyTuple_GET_ITEM(entry, 1));
     }
     if (!ok) {
         PyErr_Format(PyExc_TypeError, "%.100s._gr_patch is not a tuple of 5-tuples",
@@ -310,9 +396,66 @@ patch_table(PyObject *cls)
         Py_DECREF(table);
         return NULL;
     }
-    Py_XSETREF(cached_class, Py_NewRef(cls));     /* held: the address cannot be reused */
-    Py_XSETREF(cached_table, Py_NewRef(table));
-    return table;
+    Py_ssize_t n = PyTuple_GET_SIZE(table);
+    size_t size = sizeof(Fields) + (size_t)(n > 1 ? n - 1 : 0) * sizeof(FieldInfo);
+    Fields *self = (Fields *)PyObject_Malloc(size);
+    if (self == NULL) {
+        Py_DECREF(table);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    PyObject_Init((PyObject *)self, &FieldsType);
+    self->table = table;
+    self->n = n;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        /* (name, ADD byte, 1 number / 0 other primitive / None structure, encode, Field) */
+        PyObject *entry = PyTuple_GET_ITEM(table, i);
+        PyObject *number = PyTuple_GET_ITEM(entry, 2);
+        FieldInfo *f = &self->fields[i];
+        f->name = PyTuple_GET_ITEM(entry, 0);
+        f->add_op = PyTuple_GET_ITEM(entry, 1);
+        f->encode = PyTuple_GET_ITEM(entry, 3);
+        f->fd = PyTuple_GET_ITEM(entry, 4);
+        if (number == Py_None) {
+            f->kind = FIELD_STRUCT;
+        } else {
+            int is_number = PyObject_IsTrue(number);   /* as encoder.schema_block reads it */
+            if (is_number < 0) {
+                Py_DECREF(self);
+                return NULL;
+            }
+            f->kind = is_number ? FIELD_NUMBER : FIELD_PRIMITIVE;
+        }
+    }
+    return self;
+}
+
+/* The Fields of the last few Schema classes (a state has a handful), each held with its class
+ * so that the address cannot be reused by another class. Replaced round-robin when full. */
+#define FIELDS_CACHE 16
+static PyObject *fields_cls[FIELDS_CACHE];
+static Fields *fields_cache[FIELDS_CACHE];
+static int fields_next;
+
+/* ``cls``'s Fields (new reference: a Python callback could evict it from the cache). */
+static Fields *
+class_fields(PyObject *cls)
+{
+    for (int i = 0; i < FIELDS_CACHE; i++) {
+        if (fields_cls[i] == cls) {
+            Py_INCREF(fields_cache[i]);
+            return fields_cache[i];
+        }
+    }
+    Fields *f = fields_new(cls);
+    if (f == NULL)
+        return NULL;
+    int i = fields_next;
+    fields_next = (fields_next + 1) % FIELDS_CACHE;
+    Py_XSETREF(fields_cls[i], Py_NewRef(cls));
+    Py_INCREF(f);
+    Py_XSETREF(fields_cache[i], f);
+    return f;
 }
 
 /* A child structure's Node, checked: a field holds a Schema/collection whose ``_gr`` is a Node. */
@@ -341,34 +484,28 @@ schema_pending(PyObject *node, PyObject *pending, PyObject *out, PyObject *child
     PyObject *d = PyObject_GenericGetDict(ref, NULL);
     if (d == NULL)
         return -1;
-    PyObject *table = patch_table((PyObject *)Py_TYPE(ref));
+    Fields *table = class_fields((PyObject *)Py_TYPE(ref));
     int wrote = 0;
     Py_ssize_t pos = 0;
     PyObject *key, *marker_obj;
     if (table == NULL)
         goto fail;
     while (PyDict_Next(pending, &pos, &key, &marker_obj)) {
-        Py_ssize_t index = PyLong_AsSsize_t(key);
-        long marker = PyLong_AsLong(marker_obj);
-        if ((index == -1 || marker == -1) && PyErr_Occurred())
+        Py_ssize_t index;
+        long marker;
+        if (small_int(key, &index) < 0 || small_long(marker_obj, &marker) < 0)
             goto fail;
-        if (index < 0 || index >= PyTuple_GET_SIZE(table)) {
+        if (index < 0 || index >= table->n) {
             PyErr_Format(PyExc_IndexError, "no field with index %zd", index);
             goto fail;
         }
-        PyObject *entry = PyTuple_GET_ITEM(table, index);
-        /* (name, ADD byte, 1 number / 0 other primitive / None structure, encode, Field) */
-        PyObject *name = PyTuple_GET_ITEM(entry, 0);
-        PyObject *add_op = PyTuple_GET_ITEM(entry, 1);
-        PyObject *number = PyTuple_GET_ITEM(entry, 2);
-        PyObject *encode = PyTuple_GET_ITEM(entry, 3);
-        PyObject *fd = PyTuple_GET_ITEM(entry, 4);
-        PyObject *value = field_value(d, name);
+        const FieldInfo *f = &table->fields[index];
+        PyObject *value = field_value(d, f->name);
         if (value == NULL)
             goto fail;
         if (value == Py_None) {
             if (marker != -1) {            /* ABSENT */
-                PyObject *op = PyObject_GetAttr(fd, s_delete_op);
+                PyObject *op = PyObject_GetAttr(f->fd, s_delete_op);
                 int r = op == NULL ? -1 : put_bytes(out, op);
                 Py_XDECREF(op);
                 if (r < 0)
@@ -377,11 +514,11 @@ schema_pending(PyObject *node, PyObject *pending, PyObject *out, PyObject *child
             }
             continue;
         }
-        if (number != Py_None) {
-            if (put_bytes(out, add_op) < 0)
+        if (f->kind != FIELD_STRUCT) {
+            if (put_bytes(out, f->add_op) < 0)
                 goto fail;
             wrote = 1;
-            if (put_primitive(out, number, encode, value) < 0)
+            if (put_primitive(out, f, value) < 0)
                 goto fail;
             continue;
         }
@@ -390,8 +527,8 @@ schema_pending(PyObject *node, PyObject *pending, PyObject *out, PyObject *child
         if (child == NULL)
             goto fail;
         PyObject *refid = SLOT(child, off_refid);
-        long child_refid = refid == NULL ? -1 : PyLong_AsLong(refid);
-        if (child_refid == -1 && PyErr_Occurred()) {
+        long child_refid = -1;
+        if (refid != NULL && small_long(refid, &child_refid) < 0) {
             Py_DECREF(child);
             goto fail;
         }
@@ -401,14 +538,14 @@ schema_pending(PyObject *node, PyObject *pending, PyObject *out, PyObject *child
         }
         int r;
         if (marker == -1) {
-            r = put_bytes(out, add_op);
+            r = put_bytes(out, f->add_op);
         } else {
-            PyObject *op = PyObject_GetAttr(fd, s_dna_op);
+            PyObject *op = PyObject_GetAttr(f->fd, s_dna_op);
             r = op == NULL ? -1 : put_bytes(out, op);
             Py_XDECREF(op);
         }
         PyObject *rid = r < 0 ? NULL : get_slot(child, off_rid, "rid");
-        if (rid == NULL || put_bytes(out, rid) < 0 || put_type_suffix(out, value, fd, type_ids) < 0
+        if (rid == NULL || put_bytes(out, rid) < 0 || put_type_suffix(out, value, f->fd, type_ids) < 0
                 || PyList_Append(children, child) < 0) {
             Py_DECREF(child);
             goto fail;
@@ -718,25 +855,22 @@ schema_block(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *d = PyObject_GenericGetDict(ref, NULL);
     if (d == NULL)
         return NULL;
-    PyObject *table = patch_table((PyObject *)Py_TYPE(ref));
+    Fields *table = class_fields((PyObject *)Py_TYPE(ref));
     PyObject *out = PyByteArray_FromStringAndSize(NULL, 0);
     PyObject *children = NULL, *block = NULL, *result = NULL;
     if (table == NULL || out == NULL)
         goto done;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(table); i++) {
-        PyObject *entry = PyTuple_GET_ITEM(table, i);
-        PyObject *name = PyTuple_GET_ITEM(entry, 0);
-        PyObject *number = PyTuple_GET_ITEM(entry, 2);
-        PyObject *encode = PyTuple_GET_ITEM(entry, 3);
-        PyObject *value = field_value(d, name);
+    for (Py_ssize_t i = 0; i < table->n; i++) {
+        const FieldInfo *f = &table->fields[i];
+        PyObject *value = field_value(d, f->name);
         if (value == NULL)
             goto done;
         if (value == Py_None)
             continue;
-        if (put_bytes(out, PyTuple_GET_ITEM(entry, 1)) < 0)
+        if (put_bytes(out, f->add_op) < 0)
             goto done;
-        if (number != Py_None) {
-            if (put_primitive(out, number, encode, value) < 0)
+        if (f->kind != FIELD_STRUCT) {
+            if (put_primitive(out, f, value) < 0)
                 goto done;
             continue;
         }
@@ -745,7 +879,7 @@ schema_block(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto done;
         PyObject *rid = get_slot(child, off_rid, "rid");
         if (rid == NULL || put_bytes(out, rid) < 0
-                || put_type_suffix(out, value, PyTuple_GET_ITEM(entry, 4), type_ids) < 0
+                || put_type_suffix(out, value, f->fd, type_ids) < 0
                 || (children == NULL && (children = PyList_New(0)) == NULL)
                 || PyList_Append(children, child) < 0) {
             Py_DECREF(child);
@@ -1043,7 +1177,7 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    if (PyType_Ready(&FastSetattrType) < 0)
+    if (PyType_Ready(&FastSetattrType) < 0 || PyType_Ready(&FieldsType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
