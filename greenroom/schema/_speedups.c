@@ -83,10 +83,12 @@ put(PyObject *out, const char *data, Py_ssize_t n)
     char *dst = reserve(out, n);
     if (dst == NULL)
         return -1;
-    if (n == 1)                 /* most writes are one op byte: no call to memcpy */
-        *dst = *data;
-    else
+    if (n <= 8) {               /* op bytes and SWITCH headers: no call to memcpy */
+        for (Py_ssize_t i = 0; i < n; i++)
+            dst[i] = data[i];
+    } else {
         memcpy(dst, data, n);
+    }
     commit(out, n);
     return 0;
 }
@@ -635,8 +637,8 @@ run_loop(PyObject *tracker, PyObject *queue, PyObject *type_ids, PyObject *out,
             r = head == NULL ? -1 : put_bytes(out, head);
         }
         if (r == 0) {
-            long k = PyLong_AsLong(kind);
-            if (k == -1 && PyErr_Occurred()) {
+            long k;
+            if (small_long(kind, &k) < 0) {
                 r = -1;
             } else if (k) {                     /* MAP_NODE / ARRAY_NODE: the Python writer */
                 Py_ssize_t mark = PyByteArray_GET_SIZE(out);
@@ -913,10 +915,14 @@ typedef struct {
     vectorcallfunc vectorcall;
 } FastSetattr;
 
-static PyObject *
+static int
 call_generic(FastSetattr *self, PyObject *obj, PyObject *name, PyObject *value)
 {
-    return PyObject_CallFunctionObjArgs(self->generic, obj, name, value, NULL);
+    PyObject *r = PyObject_CallFunctionObjArgs(self->generic, obj, name, value, NULL);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
 }
 
 static int
@@ -935,10 +941,9 @@ record(PyObject *obj_dict, PyObject *index, PyObject *old)
             PyErr_SetString(PyExc_TypeError, "Node.pending is not a dict");
             return -1;
         }
-        int has = PyDict_Contains(pending, index);
-        if (has < 0)
-            return -1;
-        return has ? 0 : PyDict_SetItem(pending, index, marker);
+        /* setdefault: one lookup instead of a lookup and an insertion */
+        PyObject *r = PyDict_SetDefault(pending, index, marker);
+        return r == NULL ? -1 : 0;
     }
     PyObject *tracker = SLOT(node, off_tracker);
     if (tracker == NULL || tracker == Py_None)
@@ -960,19 +965,31 @@ record(PyObject *obj_dict, PyObject *index, PyObject *old)
     return r;
 }
 
-static PyObject *
-fast_setattr_call(FastSetattr *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+/* ``old`` and ``value`` (same class) hold the same value, as Schema.__setattr__ decides it:
+ * ``old == value``, where a float NaN is never equal (so it is always sent). 1, 0 or -1. */
+static inline int
+same_value(PyObject *old, PyObject *value)
 {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs != 3 || kwnames != NULL) {
-        PyErr_SetString(PyExc_TypeError, "__setattr__(self, name, value)");
-        return NULL;
-    }
-    PyObject *obj = args[0], *name = args[1], *value = args[2];
+    if (PyFloat_CheckExact(value))
+        return PyFloat_AS_DOUBLE(old) == PyFloat_AS_DOUBLE(value);
+    if (old == value)
+        return 1;
+    long a, b;
+    if (compact_long(old, &a) && compact_long(value, &b))
+        return a == b;
+    /* no identity shortcut needed here: the classes of ``fast`` are str/int/bool, whose
+     * equality is reflexive */
+    return PyObject_RichCompareBool(old, value, Py_EQ);
+}
+
+/* Schema.__setattr__'s primitive-field path; anything else goes to ``generic``. 0 or -1. */
+static int
+fast_setattr_core(FastSetattr *self, PyObject *obj, PyObject *name, PyObject *value)
+{
     PyObject *entry = PyUnicode_CheckExact(name) ? PyDict_GetItemWithError(self->table, name) : NULL;
     if (entry == NULL) {
         if (PyErr_Occurred())
-            return NULL;
+            return -1;
         return call_generic(self, obj, name, value);
     }
     PyObject *index = PyTuple_GET_ITEM(entry, 0);
@@ -990,31 +1007,22 @@ fast_setattr_call(FastSetattr *self, PyObject *const *args, size_t nargsf, PyObj
     }
     PyObject *d = PyObject_GenericGetDict(obj, NULL);
     if (d == NULL)
-        return NULL;
+        return -1;
     PyObject *old = PyDict_GetItemWithError(d, name);
     if (old == NULL) {
         Py_DECREF(d);
         if (PyErr_Occurred())
-            return NULL;
+            return -1;
         return call_generic(self, obj, name, value);
     }
     Py_INCREF(old);
-    /* unchanged: same class and equal (NaN is never equal, so it is always sent) */
+    /* unchanged: same class and equal */
     if (Py_TYPE(old) == Py_TYPE(value)) {
-        int same;
-        if (old == value && !PyFloat_CheckExact(value)) {
-            same = 1;
-        } else {
-            PyObject *eq = PyObject_RichCompare(old, value, Py_EQ);
-            same = eq == NULL ? -1 : PyObject_IsTrue(eq);
-            Py_XDECREF(eq);
-        }
+        int same = same_value(old, value);
         if (same != 0) {
             Py_DECREF(old);
             Py_DECREF(d);
-            if (same < 0)
-                return NULL;
-            Py_RETURN_NONE;
+            return same < 0 ? -1 : 0;
         }
     }
     int r = PyDict_SetItem(d, name, value);
@@ -1022,7 +1030,18 @@ fast_setattr_call(FastSetattr *self, PyObject *const *args, size_t nargsf, PyObj
         r = record(d, index, old);
     Py_DECREF(old);
     Py_DECREF(d);
-    if (r < 0)
+    return r < 0 ? -1 : 0;                  /* record() returns 1 for "nothing to record" */
+}
+
+static PyObject *
+fast_setattr_call(FastSetattr *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 3 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "__setattr__(self, name, value)");
+        return NULL;
+    }
+    if (fast_setattr_core(self, args[0], args[1], args[2]) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
