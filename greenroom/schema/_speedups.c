@@ -249,8 +249,13 @@ number_bytes(PyObject *value, char *buf)
         double v = PyFloat_AS_DOUBLE(value);
         if (!isfinite(v))
             return 0;
-        if (v == floor(v) && v >= -2147483648.0 && v <= 2147483647.0)
-            return int_bytes((long)v, buf);
+        if (v >= -2147483648.0 && v <= 2147483647.0) {
+            /* in range, so the conversion is defined; it truncates, so it round-trips exactly
+             * when v is integral (v == floor(v), without the libm call); -0.0 gives 0 */
+            long iv = (long)v;
+            if ((double)iv == v)
+                return int_bytes(iv, buf);
+        }
         if (fabs(v) < 3.5e38) {
             float f = (float)v;
             if (!isinf(f) && fabs((double)f - v) < 1e-4) {
