@@ -22,7 +22,7 @@ from test_schema_official import Boss, Item, Player, State
 from test_schema_property import OPS, apply
 
 from greenroom.protocol.dialect import Dialect
-from greenroom.protocol.primitives import encode_number
+from greenroom.protocol.primitives import encode_number, encode_string
 from greenroom.schema import ChangeTracker, Schema, encode_all, encode_patch, field, speedups
 from greenroom.schema import encoder as encoder_module
 from greenroom.schema import schema as schema_module
@@ -43,12 +43,14 @@ def test_the_extension_is_built_unless_switched_off() -> None:
     assert isinstance(Player.__setattr__, compiled.FastSetattr)
     assert encoder_module._patch_loop is compiled.patch_loop
     assert encoder_module._encode_patch is compiled.encode_patch
+    assert encoder_module._encode_all_v5 is compiled.encode_all_v5
 
 
 @contextmanager
 def python_reference() -> Any:
     """Encode with the Python loop and block writer (classes keep the __setattr__ they were made with)."""
     with mock.patch.object(encoder_module, "_encode_patch", None), \
+            mock.patch.object(encoder_module, "_encode_all_v5", None), \
             mock.patch.object(encoder_module, "_patch_loop", encoder_module.patch_loop), \
             mock.patch.object(encoder_module, "_schema_block", encoder_module.schema_block), \
             mock.patch.object(encoder_module, "_schema_pending", encoder_module.schema_pending):
@@ -156,6 +158,47 @@ def test_number_bytes_equal_the_reference_encoder(value: float | int) -> None:
     assert children == []
 
 
+class Text(Schema):
+    value = field("string")
+
+
+STRINGS = st.one_of(
+    st.text(max_size=40),                                   # non-ASCII, and past 31 bytes
+    st.text(alphabet=st.characters(max_codepoint=127), max_size=40),
+    st.sampled_from(["", "a" * 31, "a" * 32, "é", "a" * 30 + "é", "\x00", "\x7f" * 31]),
+)
+
+
+@needs_compiled
+@settings(max_examples=1000, deadline=None, database=None)
+@given(STRINGS)
+def test_string_bytes_equal_the_reference_encoder(value: str) -> None:
+    """Strings in C (short ASCII ones; the rest through the Python encoder), patch and full state."""
+    state = Text()
+    tracker = ChangeTracker(state)
+    tracker.discard_changes()
+    state.value = value
+    expected = b"\x80" + encode_string(value)
+    assert encode_patch(tracker) == expected
+    block, _ = compiled.schema_block(state._gr, tracker.type_ids)
+    assert block == expected
+    assert encode_all(tracker) == expected
+
+
+def test_a_string_that_is_not_utf8_fails_the_same_way() -> None:
+    """A lone surrogate cannot be sent: both encoders raise, naming the structure."""
+    state = Text()
+    tracker = ChangeTracker(state)
+    tracker.discard_changes()
+    state.value = "\ud800"
+    with pytest.raises(EncodeError, match=r"at Text refId 0.*UnicodeEncodeError"):
+        encode_all(tracker)
+    with pytest.raises(EncodeError, match=r"UnicodeEncodeError"):
+        encode_patch(tracker)
+    state.value = "ok"                  # the next tick encodes again
+    assert encode_patch(tracker) == b"\x80\xa2ok"
+
+
 @needs_compiled
 def test_setattr_keeps_the_python_rules() -> None:
     """Unchanged values record nothing, NaN always counts as a change, checks still apply."""
@@ -206,6 +249,20 @@ def test_an_encode_error_in_the_compiled_loop_names_the_structure() -> None:
         encode_patch(tracker)
     state.item.name = "c"                 # the next tick encodes again
     assert encode_patch(tracker).endswith(b"\x80\xa1c")
+
+
+@needs_compiled
+def test_an_encode_error_in_the_compiled_full_state_names_the_structure() -> None:
+    state = Holder(item=Item(name="a"))
+    tracker = ChangeTracker(state)
+    tracker.discard_changes()
+    refid = state.item._gr.refid
+    state.item.__dict__["name"] = 12      # bypasses the check
+    state.item._gr.full = None
+    with pytest.raises(EncodeError, match=rf"full state at Item refId {refid}"):
+        encode_all(tracker)
+    state.item.name = "d"
+    assert encode_all(tracker).endswith(b"\x80\xa1d\x81\x01")
 
 
 def test_without_the_extension_the_python_encoder_runs_and_says_so() -> None:

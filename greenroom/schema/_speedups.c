@@ -28,10 +28,11 @@
 
 static Py_ssize_t off_ref, off_kind, off_tracker, off_refid, off_rid, off_head, off_pending, off_new,
     off_full, off_cleared;
-static PyObject *write_pending_fn, *emit_new_fn, *type_id_suffix_fn, *node_type;
+static PyObject *write_pending_fn, *emit_new_fn, *type_id_suffix_fn, *node_type, *full_block_fn,
+    *fast_string_fn;
 static PyObject *no_children;      /* encoder._NO_CHILDREN, shared by leaf blocks */
 static PyObject *s_gr, *s_gr_patch, *s_queue, *s_type_ids, *s_delete_op, *s_dna_op,
-    *s_schema_cls, *s_state, *s_new_nodes;
+    *s_schema_cls, *s_state, *s_new_nodes, *s_next_refid;
 static PyObject *absent_marker, *present_marker;
 static int configured = 0;
 
@@ -307,19 +308,44 @@ put_number(PyObject *out, PyObject *encode, PyObject *value)
 
 /* ``cls._gr_patch`` unpacked into C once per class: what the loops read per field, without
  * tuple indexing and int conversions on every operation (they showed in the profile). */
-enum { FIELD_STRUCT, FIELD_PRIMITIVE, FIELD_NUMBER };
+enum { FIELD_STRUCT, FIELD_PRIMITIVE, FIELD_NUMBER, FIELD_STRING };
 
 typedef struct {
     PyObject *name, *add_op, *encode, *fd;   /* borrowed from ``table``, which the object holds */
     int kind;
 } FieldInfo;
 
-/* A primitive field's value: the ``number`` type is encoded here, others by their encoder. */
+/* types.fast_string for the common case, an ASCII str shorter than 32 bytes: its length byte and
+ * its characters (which are its UTF-8 bytes). Anything else goes to the Python encoder. */
+static int
+put_string(PyObject *out, PyObject *encode, PyObject *value)
+{
+    if (!PyUnicode_CheckExact(value) || !PyUnicode_IS_ASCII(value)
+            || PyUnicode_GET_LENGTH(value) >= 32)
+        return put_encoded(out, encode, value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    char *dst = reserve(out, 1 + n);
+    if (dst == NULL)
+        return -1;
+    dst[0] = (char)(0xa0 | n);
+    memcpy(dst + 1, PyUnicode_DATA(value), n);
+    commit(out, 1 + n);
+    return 0;
+}
+
+/* A primitive field's value: numbers and short ASCII strings are encoded here, the rest by
+ * their Python encoder. */
 static inline int
 put_primitive(PyObject *out, const FieldInfo *f, PyObject *value)
 {
-    return f->kind == FIELD_NUMBER ? put_number(out, f->encode, value)
-                                   : put_encoded(out, f->encode, value);
+    switch (f->kind) {
+    case FIELD_NUMBER:
+        return put_number(out, f->encode, value);
+    case FIELD_STRING:
+        return put_string(out, f->encode, value);
+    default:
+        return put_encoded(out, f->encode, value);
+    }
 }
 
 /* ``d[name]`` (borrowed); a missing key is a KeyError (a field is always in the __dict__). */
@@ -431,7 +457,8 @@ fields_new(PyObject *cls)
                 Py_DECREF(self);
                 return NULL;
             }
-            f->kind = is_number ? FIELD_NUMBER : FIELD_PRIMITIVE;
+            f->kind = is_number ? FIELD_NUMBER
+                      : f->encode == fast_string_fn ? FIELD_STRING : FIELD_PRIMITIVE;
         }
     }
     return self;
@@ -845,17 +872,8 @@ write_schema_pending(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 /* schema_block(node, type_ids) -> (bytes, children): encoder.full_block for a SCHEMA_NODE,
  * without the caching (the caller decides). */
 static PyObject *
-schema_block(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+schema_block_of(PyObject *node, PyObject *type_ids)
 {
-    if (!configured) {
-        PyErr_SetString(PyExc_RuntimeError, "_speedups.configure() was not called");
-        return NULL;
-    }
-    if (nargs != 2 || !PyObject_TypeCheck(args[0], (PyTypeObject *)node_type)) {
-        PyErr_SetString(PyExc_TypeError, "schema_block(node, type_ids)");
-        return NULL;
-    }
-    PyObject *node = args[0], *type_ids = args[1];
     PyObject *ref = get_slot(node, off_ref, "ref");
     if (ref == NULL)
         return NULL;
@@ -903,6 +921,178 @@ done:
     Py_XDECREF(out);
     Py_XDECREF(table);
     Py_DECREF(d);
+    return result;
+}
+
+static PyObject *
+schema_block(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!check_configured())
+        return NULL;
+    if (nargs != 2 || !PyObject_TypeCheck(args[0], (PyTypeObject *)node_type)) {
+        PyErr_SetString(PyExc_TypeError, "schema_block(node, type_ids)");
+        return NULL;
+    }
+    return schema_block_of(args[0], args[1]);
+}
+
+/* ---- the full state ------------------------------------------------------------------------ */
+
+/* encoder.full_block: a node's (block, children), from its cache when that is current. Maps and
+ * arrays go to the Python full_block (which caches them itself). New reference. */
+static PyObject *
+node_full(PyObject *node, PyObject *type_ids)
+{
+    PyObject *full = SLOT(node, off_full);
+    PyObject *pending = SLOT(node, off_pending);
+    if (full != NULL && full != Py_None && (pending == NULL || pending == Py_None)) {
+        Py_INCREF(full);
+        return full;
+    }
+    PyObject *kind = get_slot(node, off_kind, "kind");
+    long k;
+    if (kind == NULL || small_long(kind, &k) < 0)
+        return NULL;
+    if (k)                                      /* MAP_NODE / ARRAY_NODE */
+        return PyObject_CallFunctionObjArgs(full_block_fn, node, type_ids, NULL);
+    full = schema_block_of(node, type_ids);
+    if (full == NULL)
+        return NULL;
+    pending = SLOT(node, off_pending);          /* (read again: no Python code ran, but cheap) */
+    int is_new = is_true_slot(node, off_new, "new");
+    if (is_new < 0) {
+        Py_DECREF(full);
+        return NULL;
+    }
+    if ((pending == NULL || pending == Py_None) && !is_new)
+        set_slot(node, off_full, full);
+    return full;
+}
+
+/* encode_all_v5(tracker, where) -> bytes: encoder.encode_all in the V5 (depth-first) order.
+ * ``where[0]`` is the node being written when an error is raised. */
+static PyObject *
+encode_all_v5(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!check_configured())
+        return NULL;
+    if (nargs != 2 || !PyList_CheckExact(args[1]) || PyList_GET_SIZE(args[1]) < 1) {
+        PyErr_SetString(PyExc_TypeError, "encode_all_v5(tracker, where: non-empty list)");
+        return NULL;
+    }
+    PyObject *tracker = args[0], *where = args[1];
+    PyObject *state = NULL, *root = NULL, *type_ids = NULL, *next = NULL, *stack = NULL;
+    PyObject *out = NULL, *result = NULL, *node = NULL, *seen_set = NULL;
+    unsigned char *seen = NULL;       /* one flag per refId below tracker.next_refid */
+    Py_ssize_t nseen = 0;
+    if ((state = PyObject_GetAttr(tracker, s_state)) == NULL
+            || (root = child_node(state)) == NULL
+            || (type_ids = PyObject_GetAttr(tracker, s_type_ids)) == NULL
+            || (next = PyObject_GetAttr(tracker, s_next_refid)) == NULL)
+        goto done;
+    nseen = PyLong_AsSsize_t(next);
+    if (nseen == -1 && PyErr_Occurred())
+        goto done;
+    if (nseen < 1)
+        nseen = 1;
+    seen = PyMem_Calloc((size_t)nseen, 1);
+    stack = PyList_New(0);
+    out = PyByteArray_FromStringAndSize(NULL, 0);
+    if (seen == NULL || stack == NULL || out == NULL) {
+        if (seen == NULL)
+            PyErr_NoMemory();
+        goto done;
+    }
+    long refid;
+    PyObject *rid_obj = get_slot(root, off_refid, "refid");
+    if (rid_obj == NULL || small_long(rid_obj, &refid) < 0 || PyList_Append(stack, root) < 0)
+        goto done;
+    if (refid >= 0 && refid < nseen)
+        seen[refid] = 1;
+    while (PyList_GET_SIZE(stack)) {
+        Py_ssize_t top = PyList_GET_SIZE(stack) - 1;
+        Py_XSETREF(node, Py_NewRef(PyList_GET_ITEM(stack, top)));
+        if (PyList_SetSlice(stack, top, top + 1, NULL) < 0)
+            goto done;
+        PyObject *full = node_full(node, type_ids);
+        if (full == NULL)
+            goto done;
+        if (!PyTuple_CheckExact(full) || PyTuple_GET_SIZE(full) != 2
+                || !PyBytes_CheckExact(PyTuple_GET_ITEM(full, 0))
+                || !PyList_CheckExact(PyTuple_GET_ITEM(full, 1))) {
+            Py_DECREF(full);
+            PyErr_SetString(PyExc_TypeError, "a full block is not (bytes, list)");
+            goto done;
+        }
+        PyObject *block = PyTuple_GET_ITEM(full, 0), *children = PyTuple_GET_ITEM(full, 1);
+        int r = 0;
+        if (PyBytes_GET_SIZE(block)) {
+            int header = PyByteArray_GET_SIZE(out) != 0;
+            if (!header) {
+                PyObject *nid = get_slot(node, off_refid, "refid");
+                header = nid == NULL ? -1 : PyObject_IsTrue(nid);
+            }
+            if (header < 0) {
+                r = -1;
+            } else if (header) {
+                PyObject *head = get_slot(node, off_head, "head");
+                r = head == NULL ? -1 : put_bytes(out, head);
+            }
+            if (r == 0)
+                r = put_bytes(out, block);
+        }
+        /* children pushed in reverse, so that they are written in order */
+        for (Py_ssize_t i = PyList_GET_SIZE(children) - 1; r == 0 && i >= 0; i--) {
+            PyObject *child = PyList_GET_ITEM(children, i);
+            if (!PyObject_TypeCheck(child, (PyTypeObject *)node_type)) {
+                PyErr_SetString(PyExc_TypeError, "a full block's children are not Nodes");
+                r = -1;
+                break;
+            }
+            PyObject *cid = get_slot(child, off_refid, "refid");
+            long c;
+            if (cid == NULL || small_long(cid, &c) < 0) {
+                r = -1;
+                break;
+            }
+            int was_seen;
+            if (c >= 0 && c < nseen) {      /* every attached node: refIds are below next_refid */
+                was_seen = seen[c];
+                seen[c] = 1;
+            } else {                        /* not expected; kept correct all the same */
+                if (seen_set == NULL && (seen_set = PySet_New(NULL)) == NULL) {
+                    r = -1;
+                    break;
+                }
+                was_seen = PySet_Contains(seen_set, cid);
+                if (was_seen < 0 || (!was_seen && PySet_Add(seen_set, cid) < 0)) {
+                    r = -1;
+                    break;
+                }
+            }
+            if (!was_seen && PyList_Append(stack, child) < 0)
+                r = -1;
+        }
+        Py_DECREF(full);
+        if (r < 0)
+            goto done;
+    }
+    result = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(out), PyByteArray_GET_SIZE(out));
+done:
+    if (result == NULL && PyErr_Occurred()) {
+        PyObject *failed = node != NULL ? node : root;
+        Py_XINCREF(failed);
+        report_where(where, failed);
+    }
+    PyMem_Free(seen);
+    Py_XDECREF(node);
+    Py_XDECREF(seen_set);
+    Py_XDECREF(stack);
+    Py_XDECREF(out);
+    Py_XDECREF(next);
+    Py_XDECREF(type_ids);
+    Py_XDECREF(root);
+    Py_XDECREF(state);
     return result;
 }
 
@@ -1148,13 +1338,14 @@ static PyTypeObject FastSetattrType = {
 
 /* ---- configuration ------------------------------------------------------------------------ */
 
-/* configure(Node, write_pending, emit_new, type_id_suffix, no_children, ABSENT, PRESENT) */
+/* configure(Node, write_pending, emit_new, type_id_suffix, no_children, ABSENT, PRESENT,
+ *           full_block, fast_string) */
 static PyObject *
 configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 7 || !PyType_Check(args[0]) || !PyList_CheckExact(args[4])) {
+    if (nargs != 9 || !PyType_Check(args[0]) || !PyList_CheckExact(args[4])) {
         PyErr_SetString(PyExc_TypeError, "configure(Node, write_pending, emit_new, type_id_suffix, "
-                                         "no_children, ABSENT, PRESENT)");
+                                         "no_children, ABSENT, PRESENT, full_block, fast_string)");
         return NULL;
     }
     PyObject *cls = args[0];
@@ -1174,6 +1365,8 @@ configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(no_children, Py_NewRef(args[4]));
     Py_XSETREF(absent_marker, Py_NewRef(args[5]));
     Py_XSETREF(present_marker, Py_NewRef(args[6]));
+    Py_XSETREF(full_block_fn, Py_NewRef(args[7]));
+    Py_XSETREF(fast_string_fn, Py_NewRef(args[8]));
     configured = 1;
     Py_RETURN_NONE;
 }
@@ -1183,6 +1376,8 @@ static PyMethodDef methods[] = {
      "Give the module the Python pieces it works with (encoder.py calls it once)."},
     {"patch_loop", (PyCFunction)(void (*)(void))patch_loop, METH_FASTCALL,
      "encode_patch's loop over the touched structures."},
+    {"encode_all_v5", (PyCFunction)(void (*)(void))encode_all_v5, METH_FASTCALL,
+     "encode_all in the depth-first (V5) order."},
     {"encode_patch", (PyCFunction)(void (*)(void))encode_patch, METH_FASTCALL,
      "encode_patch's body: the patch as bytes, and the end of the tick."},
     {"schema_pending", (PyCFunction)(void (*)(void))write_schema_pending, METH_FASTCALL,
@@ -1214,7 +1409,8 @@ PyInit__speedups(void)
         !(s_dna_op = PyUnicode_InternFromString("dna_op")) ||
         !(s_schema_cls = PyUnicode_InternFromString("schema_cls")) ||
         !(s_state = PyUnicode_InternFromString("state")) ||
-        !(s_new_nodes = PyUnicode_InternFromString("new_nodes"))) {
+        !(s_new_nodes = PyUnicode_InternFromString("new_nodes")) ||
+        !(s_next_refid = PyUnicode_InternFromString("next_refid"))) {
         Py_DECREF(m);
         return NULL;
     }
