@@ -130,6 +130,10 @@ class Num(Schema):
     value = field("number")
 
 
+class _Int(int):
+    pass
+
+
 NUMBERS = st.one_of(
     st.integers(-(2**70), 2**70),
     st.integers(-(2**31) - 2, 2**31 + 2),
@@ -199,6 +203,51 @@ def test_a_string_that_is_not_utf8_fails_the_same_way() -> None:
     assert encode_patch(tracker) == b"\x80\xa2ok"
 
 
+class Ints(Schema):
+    i8 = field("int8")
+    u8 = field("uint8")
+    i16 = field("int16")
+    u16 = field("uint16")
+    i32 = field("int32")
+    u32 = field("uint32")
+    i64 = field("int64")
+    u64 = field("uint64")
+
+
+PY_INTS = python_twin(Ints, {})
+_EDGES = [v for bits in (8, 16, 32, 64) for v in (-(2**(bits - 1)), 2**(bits - 1) - 1, 2**bits - 1)]
+INT_VALUES = st.one_of(
+    st.sampled_from(_EDGES + [e + 1 for e in _EDGES] + [e - 1 for e in _EDGES]),
+    st.integers(-(2**65), 2**65), st.integers(-300, 300), st.booleans(), st.none(),
+    st.floats(-1e3, 1e3), st.sampled_from([3.0, -0.0, float("nan"), _Int(5)]),
+)
+
+
+def _assign(state: Schema, name: str, value: Any) -> Any:
+    try:
+        setattr(state, name, value)
+    except (TypeError, ValueError) as exc:
+        return (type(exc), str(exc).replace("PyInts", "Ints"))
+    return None
+
+
+@needs_compiled
+@settings(max_examples=1500, deadline=None, database=None)
+@given(st.sampled_from([fd.name for fd in Ints._gr_fields]), INT_VALUES)
+def test_integer_fields_take_the_same_values_as_the_python_setattr(name: str, value: Any) -> None:
+    """The compiled path skips the check for in-range exact ints: the same values, errors, bytes."""
+    fast_state, ref_state = Ints(), PY_INTS()
+    fast, ref = ChangeTracker(fast_state), ChangeTracker(ref_state)
+    fast.discard_changes()
+    ref.discard_changes()
+    assert _assign(fast_state, name, value) == _assign(ref_state, name, value)
+    got, expected = getattr(fast_state, name), getattr(ref_state, name)
+    assert (got.__class__, got) == (expected.__class__, expected)
+    with python_reference():
+        expected_patch = encode_patch(ref)
+    assert encode_patch(fast) == expected_patch
+
+
 @needs_compiled
 def test_setattr_keeps_the_python_rules() -> None:
     """Unchanged values record nothing, NaN always counts as a change, checks still apply."""
@@ -226,10 +275,6 @@ def test_setattr_keeps_the_python_rules() -> None:
     state.note = "not a field"            # plain attributes still work
     assert state.note == "not a field"
     assert math.isnan(nan)
-
-
-class _Int(int):
-    pass
 
 
 class Holder(Schema):

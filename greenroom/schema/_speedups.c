@@ -1177,6 +1177,34 @@ same_value(PyObject *old, PyObject *value)
     return PyObject_RichCompareBool(old, value, Py_EQ);
 }
 
+/* An integer field's check passes an exact int within its bounds unchanged (types._int_checker),
+ * so such a value needs no call to it. ``bounds`` is None or (lo, hi); a bound beyond long long
+ * (uint64's top) counts as unbounded on that side, and a value beyond it goes to the check.
+ * 1 (in bounds), 0 (ask the check) or -1. */
+static int
+int_in_bounds(PyObject *value, PyObject *bounds)
+{
+    if (bounds == Py_None || !PyLong_CheckExact(value))   /* bool is not an exact int */
+        return 0;
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow)
+        return 0;
+    long long lo = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(bounds, 0), &overflow);
+    if (lo == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow > 0 || (overflow == 0 && v < lo))
+        return 0;
+    long long hi = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(bounds, 1), &overflow);
+    if (hi == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow < 0 || (overflow == 0 && v > hi))
+        return 0;
+    return 1;
+}
+
 /* Schema.__setattr__'s primitive-field path; anything else goes to ``generic``. 0 or -1. */
 static int
 fast_setattr_core(FastSetattr *self, PyObject *obj, PyObject *name, PyObject *value)
@@ -1196,6 +1224,11 @@ fast_setattr_core(FastSetattr *self, PyObject *obj, PyObject *name, PyObject *va
                 ok = 1;
                 break;
             }
+        }
+        if (!ok) {
+            ok = int_in_bounds(value, PyTuple_GET_ITEM(entry, 2));
+            if (ok < 0)
+                return -1;
         }
         if (!ok)                 /* needs a check (and maybe a conversion or an error) */
             return call_generic(self, obj, name, value);
@@ -1252,10 +1285,16 @@ fast_setattr_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     PyObject *key, *value;
     Py_ssize_t pos = 0;
     while (PyDict_Next(table, &pos, &key, &value)) {
-        if (!PyUnicode_CheckExact(key) || !PyTuple_CheckExact(value) || PyTuple_GET_SIZE(value) != 2
+        PyObject *bounds = PyTuple_CheckExact(value) && PyTuple_GET_SIZE(value) == 3
+                           ? PyTuple_GET_ITEM(value, 2) : NULL;
+        if (!PyUnicode_CheckExact(key) || bounds == NULL
                 || !PyLong_CheckExact(PyTuple_GET_ITEM(value, 0))
-                || !PyTuple_CheckExact(PyTuple_GET_ITEM(value, 1))) {
-            PyErr_SetString(PyExc_TypeError, "table maps field names to (index, (classes...))");
+                || !PyTuple_CheckExact(PyTuple_GET_ITEM(value, 1))
+                || (bounds != Py_None && !(PyTuple_CheckExact(bounds) && PyTuple_GET_SIZE(bounds) == 2
+                                           && PyLong_CheckExact(PyTuple_GET_ITEM(bounds, 0))
+                                           && PyLong_CheckExact(PyTuple_GET_ITEM(bounds, 1))))) {
+            PyErr_SetString(PyExc_TypeError,
+                            "table maps field names to (index, (classes...), None or (lo, hi))");
             return NULL;
         }
     }
