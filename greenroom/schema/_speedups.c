@@ -656,17 +656,25 @@ run_loop(PyObject *tracker, PyObject *queue, PyObject *type_ids, PyObject *out,
         Py_ssize_t start = PyByteArray_GET_SIZE(out);
         PyObject *refid = get_slot(node, off_refid, "refid");
         PyObject *kind = get_slot(node, off_kind, "kind");
-        int r = (refid == NULL || kind == NULL) ? -1 : 0;
+        long refid_value = -1;
+        int r = (refid == NULL || kind == NULL || small_long(refid, &refid_value) < 0) ? -1 : 0;
         /* the SWITCH header, unless this is the root's block at the very start */
-        int header = start != 0;
-        if (r == 0 && !header) {
-            header = PyObject_IsTrue(refid);
-            if (header < 0)
-                r = -1;
-        }
-        if (r == 0 && header) {
-            PyObject *head = get_slot(node, off_head, "head");
-            r = head == NULL ? -1 : put_bytes(out, head);
+        if (r == 0 && (start != 0 || refid_value != 0)) {
+            if (refid_value >= 0 && refid_value <= 2147483647L) {
+                /* node.head is b"\xff" + encode_number(refid) (changes.attach): written from the
+                 * refId we hold, rather than read from the bytes object (a cache miss per
+                 * node, in the profile) */
+                char *dst = reserve(out, 10);
+                if (dst == NULL) {
+                    r = -1;
+                } else {
+                    dst[0] = (char)0xff;
+                    commit(out, 1 + int_bytes(refid_value, dst + 1));
+                }
+            } else {
+                PyObject *head = get_slot(node, off_head, "head");
+                r = head == NULL ? -1 : put_bytes(out, head);
+            }
         }
         if (r == 0) {
             long k;
