@@ -19,7 +19,7 @@ from .errors import EncodeError
 from .fields import OP_ADD, OP_CLEAR, OP_DELETE, OP_DELETE_AND_ADD, OP_REPLACE, REF, TYPE_ID
 from .types import INT_BYTES as _INT_BYTES
 from .types import INT_TABLE_SIZE as _INT_TABLE_SIZE
-from .types import fast_string
+from .types import fast_number, fast_string
 
 _ADD = bytes([OP_ADD])
 _REPLACE = bytes([OP_REPLACE])
@@ -425,6 +425,8 @@ def _where(node: Node | None) -> str:
 if speedups.compiled is not None:
     speedups.compiled.configure(Node, write_pending, _emit_new, type_id_suffix, _NO_CHILDREN,
                                 ABSENT, PRESENT, full_block, fast_string)
+    speedups.compiled.configure_collections(_entry_head, fast_number, REF, OP_ADD, OP_REPLACE,
+                                            OP_DELETE, OP_DELETE_AND_ADD, OP_CLEAR)
     _patch_loop = speedups.compiled.patch_loop
     _encode_patch = speedups.compiled.encode_patch
     _encode_all_v5 = speedups.compiled.encode_all_v5
