@@ -1,4 +1,4 @@
-"""The compiled hot paths (greenroom/schema/_speedups.c) against their Python references.
+"""The compiled hot paths (greenroom/schema/_speedups.c, sp_*.c) against their Python references.
 
 Every other schema test runs with whatever implementation is active (the compiled one when it was
 built); these tests run both on the same random mutation sequences and require the same bytes, so

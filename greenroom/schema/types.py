@@ -30,7 +30,7 @@ def fast_number(value: Any) -> bytes:
 
     The Python patch loop spends most of its time here; the result is byte-for-byte that of
     ``protocol.primitives.encode_number`` (the tests compare both on random values), as is
-    ``number_bytes`` in ``_speedups.c``, the compiled encoder's version of these steps.
+    ``number_bytes`` in ``_speedups.h``, the compiled encoder's version of these steps.
     """
     cls = value.__class__
     if cls is int:
