@@ -248,6 +248,56 @@ def test_integer_fields_take_the_same_values_as_the_python_setattr(name: str, va
     assert encode_patch(fast) == expected_patch
 
 
+# fields.MAX_FIELDS fields: every index a compiled pending record can hold
+Wide = type("Wide", (Schema,), {f"f{i}": field("number", default=0) for i in range(63)})
+
+PENDING_OPS = st.lists(st.one_of(
+    st.tuples(st.just("set"), st.integers(0, 62), st.sampled_from([-1, -2, 0, 7, 2**40])),
+    st.tuples(st.just("assign"), st.integers(0, 62)),        # through the compiled __setattr__
+    st.tuples(st.just("get"), st.integers(-2, 70)),
+), max_size=60)
+
+
+@needs_compiled
+@settings(max_examples=300, deadline=None, database=None)
+@given(PENDING_OPS)
+def test_the_compiled_pending_record_behaves_as_the_dict_it_replaces(ops: list[Any]) -> None:
+    """Python code (schema._record, filtered.py, the reference writers) uses dict operations on
+    ``node.pending``: the compiled record answers them as a dict would, in insertion order."""
+    state = Wide()
+    tracker = ChangeTracker(state)
+    tracker.discard_changes()
+    state.f0 = 1                          # the first change of the tick creates the record
+    pending = state._gr.pending
+    assert isinstance(pending, compiled.Pending)
+    mirror: dict[int, int] = {0: -2}
+    value = 10
+    for op in ops:
+        if op[0] == "set":
+            pending[op[1]] = op[2]
+            mirror[op[1]] = op[2]
+        elif op[0] == "assign":
+            value += 1
+            setattr(state, f"f{op[1]}", value)
+            mirror.setdefault(op[1], -2)
+        else:
+            assert (op[1] in pending) == (op[1] in mirror)
+            assert pending.get(op[1], "none") == mirror.get(op[1], "none")
+        assert len(pending) == len(mirror)
+        assert list(pending) == list(mirror)
+        assert pending.items() == list(mirror.items())
+        assert pending.keys() == list(mirror) and pending.values() == list(mirror.values())
+    for bad in (-1, 63, 64, 2**70):
+        assert bad not in pending
+    with pytest.raises(KeyError):
+        pending[64] = -1
+    with pytest.raises(TypeError):
+        pending["f0"] = -1
+    with pytest.raises(TypeError):
+        del pending[0]
+    assert repr(pending) == f"Pending({mirror!r})"
+
+
 @needs_compiled
 def test_setattr_keeps_the_python_rules() -> None:
     """Unchanged values record nothing, NaN always counts as a change, checks still apply."""

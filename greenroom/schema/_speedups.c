@@ -110,7 +110,8 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    if (PyType_Ready(&FastSetattrType) < 0 || PyType_Ready(&FieldsType) < 0)
+    if (PyType_Ready(&FastSetattrType) < 0 || PyType_Ready(&FieldsType) < 0
+            || PyType_Ready(&PendingType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
@@ -132,6 +133,12 @@ PyInit__speedups(void)
     Py_INCREF(&FastSetattrType);
     if (PyModule_AddObject(m, "FastSetattr", (PyObject *)&FastSetattrType) < 0) {
         Py_DECREF(&FastSetattrType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&PendingType);
+    if (PyModule_AddObject(m, "Pending", (PyObject *)&PendingType) < 0) {
+        Py_DECREF(&PendingType);
         Py_DECREF(m);
         return NULL;
     }

@@ -10,6 +10,7 @@
 #include <structmember.h>
 #include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #if PY_VERSION_HEX < 0x030B0000      /* the float packers became public in 3.11 */
@@ -410,6 +411,38 @@ report_where(PyObject *where, PyObject *failed)
     if (PyList_SetItem(where, 0, failed) < 0)   /* steals ``failed`` even when it fails */
         PyErr_Clear();
     PyErr_Restore(exc_type, exc_value, exc_tb);
+}
+
+/* ---- a Schema instance's pending operations (sp_pending.c) ------------------------------- */
+
+#define PENDING_MAX 64                /* > fields.MAX_FIELDS: one slot per field index */
+
+typedef struct {
+    PyObject_HEAD
+    int n;                            /* recorded indices */
+    uint64_t present;                 /* bit i: index i is recorded */
+    unsigned char order[PENDING_MAX]; /* the indices in recording order */
+    long long markers[PENDING_MAX];   /* by index: ABSENT, PRESENT or a refId (changes.py) */
+} Pending;
+
+extern PyTypeObject PendingType;
+Pending *pending_new(void);
+
+static inline int
+pending_has(const Pending *p, int i)
+{
+    return (p->present >> i) & 1;
+}
+
+/* ``p[i] = marker``, dict-like: a new index goes last, a recorded one keeps its place. */
+static inline void
+pending_set(Pending *p, int i, long long marker)
+{
+    if (!pending_has(p, i)) {
+        p->present |= (uint64_t)1 << i;
+        p->order[p->n++] = (unsigned char)i;
+    }
+    p->markers[i] = marker;
 }
 
 /* ---- defined in the other units --------------------------------------------------------- */

@@ -331,7 +331,7 @@ int
 collection_pending(PyObject *node, long kind, PyObject *pending, PyObject *out,
                    PyObject *type_ids, PyObject *children)
 {
-    if (collections_configured) {
+    if (collections_configured && PyDict_CheckExact(pending)) {   /* (always, for collections) */
         PyObject *ref = get_slot(node, off_ref, "ref");
         if (ref == NULL)
             return -1;

@@ -18,14 +18,26 @@ schema_pending(PyObject *node, PyObject *pending, PyObject *out, PyObject *child
     Fields *table = class_fields((PyObject *)Py_TYPE(ref));
     int wrote = 0;
     Py_ssize_t pos = 0;
-    PyObject *key, *marker_obj;
+    int k = 0;
+    /* a Pending (what the compiled __setattr__ records) or a dict (Python code recorded first) */
+    Pending *rec = Py_IS_TYPE(pending, &PendingType) ? (Pending *)pending : NULL;
     if (table == NULL)
         goto fail;
-    while (PyDict_Next(pending, &pos, &key, &marker_obj)) {
+    for (;;) {
         Py_ssize_t index;
         long marker;
-        if (small_int(key, &index) < 0 || small_long(marker_obj, &marker) < 0)
-            goto fail;
+        if (rec != NULL) {
+            if (k >= rec->n)
+                break;
+            index = rec->order[k++];
+            marker = (long)rec->markers[index];
+        } else {
+            PyObject *key, *marker_obj;
+            if (!PyDict_Next(pending, &pos, &key, &marker_obj))
+                break;
+            if (small_int(key, &index) < 0 || small_long(marker_obj, &marker) < 0)
+                goto fail;
+        }
         if (index < 0 || index >= table->n) {
             PyErr_Format(PyExc_IndexError, "no field with index %zd", index);
             goto fail;
@@ -143,7 +155,7 @@ run_loop(PyObject *tracker, PyObject *queue, PyObject *type_ids, PyObject *out,
             Py_CLEAR(node);
             continue;
         }
-        if (!PyDict_CheckExact(pending)) {
+        if (!PyDict_CheckExact(pending) && !Py_IS_TYPE(pending, &PendingType)) {
             PyErr_SetString(PyExc_TypeError, "Node.pending is not a dict");
             goto fail;
         }
@@ -337,7 +349,8 @@ write_schema_pending(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     if (nargs != 5 || !PyObject_TypeCheck(args[0], (PyTypeObject *)node_type)
-            || !PyDict_CheckExact(args[1]) || !PyByteArray_CheckExact(args[2])
+            || !(PyDict_CheckExact(args[1]) || Py_IS_TYPE(args[1], &PendingType))
+            || !PyByteArray_CheckExact(args[2])
             || !PyList_CheckExact(args[4])) {
         PyErr_SetString(PyExc_TypeError,
                         "schema_pending(node, pending: dict, out: bytearray, type_ids, children: list)");

@@ -35,9 +35,21 @@ record(PyObject *obj_dict, PyObject *index, PyObject *old)
         return -1;
     }
     PyObject *marker = old == Py_None ? absent_marker : present_marker;
+    long i, m;
+    if (small_long(index, &i) < 0 || small_long(marker, &m) < 0)
+        return -1;
+    if (i < 0 || i >= PENDING_MAX) {
+        PyErr_Format(PyExc_ValueError, "field index %ld is beyond a Schema's fields", i);
+        return -1;
+    }
     PyObject *pending = SLOT(node, off_pending);
     if (pending != NULL && pending != Py_None) {   /* already touched this tick */
-        if (!PyDict_CheckExact(pending)) {
+        if (Py_IS_TYPE(pending, &PendingType)) {
+            if (!pending_has((Pending *)pending, (int)i))
+                pending_set((Pending *)pending, (int)i, m);
+            return 0;
+        }
+        if (!PyDict_CheckExact(pending)) {         /* a dict when Python code recorded first */
             PyErr_SetString(PyExc_TypeError, "Node.pending is not a dict");
             return -1;
         }
@@ -54,10 +66,11 @@ record(PyObject *obj_dict, PyObject *index, PyObject *old)
     PyObject *queue = PyObject_GetAttr(tracker, s_queue);
     if (queue == NULL)
         return -1;
-    PyObject *fresh = PyDict_New();
-    int r = (fresh == NULL || PyDict_SetItem(fresh, index, marker) < 0) ? -1 : 0;
+    Pending *fresh = pending_new();
+    int r = fresh == NULL ? -1 : 0;
     if (r == 0) {
-        set_slot(node, off_pending, fresh);
+        pending_set(fresh, (int)i, m);
+        set_slot(node, off_pending, (PyObject *)fresh);
         r = PyList_Append(queue, node);
     }
     Py_XDECREF(fresh);
