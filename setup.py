@@ -11,7 +11,11 @@ setup(
     ext_modules=[
         Extension(
             "greenroom.schema._speedups",
-            ["greenroom/schema/_speedups.c"],
+            ["greenroom/schema/_speedups.c", "greenroom/schema/sp_patch.c",
+             "greenroom/schema/sp_collections.c", "greenroom/schema/sp_full.c",
+             "greenroom/schema/sp_setattr.c", "greenroom/schema/sp_fields.c",
+             "greenroom/schema/sp_pending.c"],
+            depends=["greenroom/schema/_speedups.h"],
             optional=True,
         ),
     ],

@@ -1,4 +1,4 @@
-"""The compiled hot paths (greenroom/schema/_speedups.c) against their Python references.
+"""The compiled hot paths (greenroom/schema/_speedups.c, sp_*.c) against their Python references.
 
 Every other schema test runs with whatever implementation is active (the compiled one when it was
 built); these tests run both on the same random mutation sequences and require the same bytes, so
@@ -22,7 +22,7 @@ from test_schema_official import Boss, Item, Player, State
 from test_schema_property import OPS, apply
 
 from greenroom.protocol.dialect import Dialect
-from greenroom.protocol.primitives import encode_number
+from greenroom.protocol.primitives import encode_number, encode_string
 from greenroom.schema import ChangeTracker, Schema, encode_all, encode_patch, field, speedups
 from greenroom.schema import encoder as encoder_module
 from greenroom.schema import schema as schema_module
@@ -42,12 +42,16 @@ def test_the_extension_is_built_unless_switched_off() -> None:
     assert speedups.implementation() == "compiled"
     assert isinstance(Player.__setattr__, compiled.FastSetattr)
     assert encoder_module._patch_loop is compiled.patch_loop
+    assert encoder_module._encode_patch is compiled.encode_patch
+    assert encoder_module._encode_all_v5 is compiled.encode_all_v5
 
 
 @contextmanager
 def python_reference() -> Any:
     """Encode with the Python loop and block writer (classes keep the __setattr__ they were made with)."""
-    with mock.patch.object(encoder_module, "_patch_loop", encoder_module.patch_loop), \
+    with mock.patch.object(encoder_module, "_encode_patch", None), \
+            mock.patch.object(encoder_module, "_encode_all_v5", None), \
+            mock.patch.object(encoder_module, "_patch_loop", encoder_module.patch_loop), \
             mock.patch.object(encoder_module, "_schema_block", encoder_module.schema_block), \
             mock.patch.object(encoder_module, "_schema_pending", encoder_module.schema_pending):
         yield
@@ -126,6 +130,10 @@ class Num(Schema):
     value = field("number")
 
 
+class _Int(int):
+    pass
+
+
 NUMBERS = st.one_of(
     st.integers(-(2**70), 2**70),
     st.integers(-(2**31) - 2, 2**31 + 2),
@@ -152,6 +160,142 @@ def test_number_bytes_equal_the_reference_encoder(value: float | int) -> None:
     block, children = compiled.schema_block(state._gr, tracker.type_ids)
     assert block == b"\x80" + encode_number(value)
     assert children == []
+
+
+class Text(Schema):
+    value = field("string")
+
+
+STRINGS = st.one_of(
+    st.text(max_size=40),                                   # non-ASCII, and past 31 bytes
+    st.text(alphabet=st.characters(max_codepoint=127), max_size=40),
+    st.sampled_from(["", "a" * 31, "a" * 32, "é", "a" * 30 + "é", "\x00", "\x7f" * 31]),
+)
+
+
+@needs_compiled
+@settings(max_examples=1000, deadline=None, database=None)
+@given(STRINGS)
+def test_string_bytes_equal_the_reference_encoder(value: str) -> None:
+    """Strings in C (short ASCII ones; the rest through the Python encoder), patch and full state."""
+    state = Text()
+    tracker = ChangeTracker(state)
+    tracker.discard_changes()
+    state.value = value
+    expected = b"\x80" + encode_string(value)
+    assert encode_patch(tracker) == expected
+    block, _ = compiled.schema_block(state._gr, tracker.type_ids)
+    assert block == expected
+    assert encode_all(tracker) == expected
+
+
+def test_a_string_that_is_not_utf8_fails_the_same_way() -> None:
+    """A lone surrogate cannot be sent: both encoders raise, naming the structure."""
+    state = Text()
+    tracker = ChangeTracker(state)
+    tracker.discard_changes()
+    state.value = "\ud800"
+    with pytest.raises(EncodeError, match=r"at Text refId 0.*UnicodeEncodeError"):
+        encode_all(tracker)
+    with pytest.raises(EncodeError, match=r"UnicodeEncodeError"):
+        encode_patch(tracker)
+    state.value = "ok"                  # the next tick encodes again
+    assert encode_patch(tracker) == b"\x80\xa2ok"
+
+
+class Ints(Schema):
+    i8 = field("int8")
+    u8 = field("uint8")
+    i16 = field("int16")
+    u16 = field("uint16")
+    i32 = field("int32")
+    u32 = field("uint32")
+    i64 = field("int64")
+    u64 = field("uint64")
+
+
+PY_INTS = python_twin(Ints, {})
+_EDGES = [v for bits in (8, 16, 32, 64) for v in (-(2**(bits - 1)), 2**(bits - 1) - 1, 2**bits - 1)]
+INT_VALUES = st.one_of(
+    st.sampled_from(_EDGES + [e + 1 for e in _EDGES] + [e - 1 for e in _EDGES]),
+    st.integers(-(2**65), 2**65), st.integers(-300, 300), st.booleans(), st.none(),
+    st.floats(-1e3, 1e3), st.sampled_from([3.0, -0.0, float("nan"), _Int(5)]),
+)
+
+
+def _assign(state: Schema, name: str, value: Any) -> Any:
+    try:
+        setattr(state, name, value)
+    except (TypeError, ValueError) as exc:
+        return (type(exc), str(exc).replace("PyInts", "Ints"))
+    return None
+
+
+@needs_compiled
+@settings(max_examples=1500, deadline=None, database=None)
+@given(st.sampled_from([fd.name for fd in Ints._gr_fields]), INT_VALUES)
+def test_integer_fields_take_the_same_values_as_the_python_setattr(name: str, value: Any) -> None:
+    """The compiled path skips the check for in-range exact ints: the same values, errors, bytes."""
+    fast_state, ref_state = Ints(), PY_INTS()
+    fast, ref = ChangeTracker(fast_state), ChangeTracker(ref_state)
+    fast.discard_changes()
+    ref.discard_changes()
+    assert _assign(fast_state, name, value) == _assign(ref_state, name, value)
+    got, expected = getattr(fast_state, name), getattr(ref_state, name)
+    assert (got.__class__, got) == (expected.__class__, expected)
+    with python_reference():
+        expected_patch = encode_patch(ref)
+    assert encode_patch(fast) == expected_patch
+
+
+# fields.MAX_FIELDS fields: every index a compiled pending record can hold
+Wide = type("Wide", (Schema,), {f"f{i}": field("number", default=0) for i in range(63)})
+
+PENDING_OPS = st.lists(st.one_of(
+    st.tuples(st.just("set"), st.integers(0, 62), st.sampled_from([-1, -2, 0, 7, 2**40])),
+    st.tuples(st.just("assign"), st.integers(0, 62)),        # through the compiled __setattr__
+    st.tuples(st.just("get"), st.integers(-2, 70)),
+), max_size=60)
+
+
+@needs_compiled
+@settings(max_examples=300, deadline=None, database=None)
+@given(PENDING_OPS)
+def test_the_compiled_pending_record_behaves_as_the_dict_it_replaces(ops: list[Any]) -> None:
+    """Python code (schema._record, filtered.py, the reference writers) uses dict operations on
+    ``node.pending``: the compiled record answers them as a dict would, in insertion order."""
+    state = Wide()
+    tracker = ChangeTracker(state)
+    tracker.discard_changes()
+    state.f0 = 1                          # the first change of the tick creates the record
+    pending = state._gr.pending
+    assert isinstance(pending, compiled.Pending)
+    mirror: dict[int, int] = {0: -2}
+    value = 10
+    for op in ops:
+        if op[0] == "set":
+            pending[op[1]] = op[2]
+            mirror[op[1]] = op[2]
+        elif op[0] == "assign":
+            value += 1
+            setattr(state, f"f{op[1]}", value)
+            mirror.setdefault(op[1], -2)
+        else:
+            assert (op[1] in pending) == (op[1] in mirror)
+            assert pending.get(op[1], "none") == mirror.get(op[1], "none")
+        assert len(pending) == len(mirror)
+        assert list(pending) == list(mirror)
+        assert pending.items() == list(mirror.items())
+        assert pending.keys() == list(mirror) and pending.values() == list(mirror.values())
+    for bad in (-1, 63, 64, 2**70):
+        assert bad not in pending
+    with pytest.raises(KeyError):
+        pending[64] = -1
+    with pytest.raises(TypeError):
+        pending["f0"] = -1
+    with pytest.raises(TypeError):
+        del pending[0]
+    assert repr(pending) == f"Pending({mirror!r})"
 
 
 @needs_compiled
@@ -183,10 +327,6 @@ def test_setattr_keeps_the_python_rules() -> None:
     assert math.isnan(nan)
 
 
-class _Int(int):
-    pass
-
-
 class Holder(Schema):
     item = field(Item)
     count = field("number", default=0)
@@ -204,6 +344,20 @@ def test_an_encode_error_in_the_compiled_loop_names_the_structure() -> None:
         encode_patch(tracker)
     state.item.name = "c"                 # the next tick encodes again
     assert encode_patch(tracker).endswith(b"\x80\xa1c")
+
+
+@needs_compiled
+def test_an_encode_error_in_the_compiled_full_state_names_the_structure() -> None:
+    state = Holder(item=Item(name="a"))
+    tracker = ChangeTracker(state)
+    tracker.discard_changes()
+    refid = state.item._gr.refid
+    state.item.__dict__["name"] = 12      # bypasses the check
+    state.item._gr.full = None
+    with pytest.raises(EncodeError, match=rf"full state at Item refId {refid}"):
+        encode_all(tracker)
+    state.item.name = "d"
+    assert encode_all(tracker).endswith(b"\x80\xa1d\x81\x01")
 
 
 def test_without_the_extension_the_python_encoder_runs_and_says_so() -> None:

@@ -1,94 +1,34 @@
-/* Compiled hot paths of greenroom.schema: the patch loop, a Schema's full-state block and the
- * primitive-field assignment.
+/* Compiled hot paths of greenroom.schema: the patch (Schema instances, maps and arrays), the
+ * full state's blocks and walk, and the primitive-field assignment.
  *
  * Why C: in pure Python the per-operation bookkeeping of a patch (iterating the pending ops of
  * the touched structures, reading the values, appending bytes) costs more than three times what
  * @colyseus/schema spends on the whole encode, so the pure-Python encoder cannot get within 2x of
- * it however it is arranged. Each function here does exactly what its Python twin in encoder.py
- * or schema.py does (the tests run both and compare bytes); anything unusual (maps and arrays,
- * structures introduced this tick, values that are not plain int/float, errors) is handed back to
- * those Python functions, so this file only has to be right for the common case.
+ * it however it is arranged. Each function does exactly what its Python twin in encoder.py
+ * or schema.py does (the tests run both and compare bytes); anything unusual (structures
+ * introduced this tick, values other than plain numbers and short ASCII strings, the V3 order,
+ * errors) is handed back to those Python functions, so this module only has to be right for the
+ * common case.
  *
  * Node is a Python class with __slots__: configure() reads the slot offsets from its member
  * descriptors once, so a slot is read as a pointer, not through attribute lookup.
+ *
+ * The module is split by job: sp_patch.c (the patch loop), sp_collections.c (maps and arrays in a
+ * patch), sp_full.c (full states), sp_setattr.c (assignment), sp_fields.c (per-class field
+ * tables); _speedups.h holds the shared helpers. This unit holds the configuration and the
+ * module's init.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <structmember.h>
-#include <float.h>
-#include <math.h>
-#include <string.h>
+#include "_speedups.h"
 
-#if PY_VERSION_HEX < 0x030B0000      /* the float packers became public in 3.11 */
-#define PyFloat_Pack4(x, p, le) _PyFloat_Pack4((x), (unsigned char *)(p), (le))
-#define PyFloat_Pack8(x, p, le) _PyFloat_Pack8((x), (unsigned char *)(p), (le))
-#endif
-
-#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
-
-static Py_ssize_t off_ref, off_kind, off_tracker, off_refid, off_rid, off_head, off_pending, off_new,
-    off_full, off_cleared;
-static PyObject *write_pending_fn, *emit_new_fn, *type_id_suffix_fn, *node_type;
-static PyObject *no_children;      /* encoder._NO_CHILDREN, shared by leaf blocks */
-static PyObject *s_gr, *s_gr_patch, *s_queue, *s_type_ids, *s_delete_op, *s_dna_op,
-    *s_schema_cls;
-static PyObject *absent_marker, *present_marker;
-static int configured = 0;
-/* the last Schema class whose _gr_patch was looked up (a patch is mostly one class) */
-static PyObject *cached_class, *cached_table;
-
-/* ---- small helpers ---------------------------------------------------------------------- */
-
-static int
-put(PyObject *out, const char *data, Py_ssize_t n)
-{
-    PyByteArrayObject *b = (PyByteArrayObject *)out;
-    Py_ssize_t len = Py_SIZE(out);
-    if ((b->ob_start - b->ob_bytes) + len + n + 1 <= b->ob_alloc) {
-        /* room left: what PyByteArray_Resize would do, without the call */
-        Py_SET_SIZE(out, len + n);
-        b->ob_start[len + n] = '\0';
-    } else if (PyByteArray_Resize(out, len + n) < 0) {
-        return -1;
-    }
-    memcpy(PyByteArray_AS_STRING(out) + len, data, n);
-    return 0;
-}
-
-static int
-put_bytes(PyObject *out, PyObject *b)
-{
-    if (!PyBytes_CheckExact(b)) {
-        PyErr_Format(PyExc_TypeError, "an encoder returned %.100s, not bytes", Py_TYPE(b)->tp_name);
-        return -1;
-    }
-    return put(out, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b));
-}
-
-static int
-trim(PyObject *out, Py_ssize_t len)
-{
-    return PyByteArray_Resize(out, len);
-}
-
-/* Replace a slot's value (the slot holds a strong reference). */
-static void
-set_slot(PyObject *obj, Py_ssize_t off, PyObject *value)
-{
-    PyObject *old = SLOT(obj, off);
-    Py_INCREF(value);
-    SLOT(obj, off) = value;
-    Py_XDECREF(old);
-}
-
-static PyObject *
-get_slot(PyObject *obj, Py_ssize_t off, const char *name)
-{
-    PyObject *v = SLOT(obj, off);
-    if (v == NULL)
-        PyErr_Format(PyExc_AttributeError, "Node.%s is not set", name);
-    return v;
-}
+Py_ssize_t off_ref, off_kind, off_tracker, off_refid, off_rid, off_head, off_pending, off_new,
+    off_full, off_cleared, off_len0;
+PyObject *write_pending_fn, *emit_new_fn, *type_id_suffix_fn, *node_type, *full_block_fn,
+    *fast_string_fn;
+PyObject *no_children;      /* encoder._NO_CHILDREN, shared by leaf blocks */
+PyObject *s_gr, *s_gr_patch, *s_queue, *s_type_ids, *s_delete_op, *s_dna_op,
+    *s_schema_cls, *s_state, *s_new_nodes, *s_next_refid;
+PyObject *absent_marker, *present_marker;
+int configured = 0;
 
 static Py_ssize_t
 slot_offset(PyObject *cls, const char *name)
@@ -108,727 +48,23 @@ slot_offset(PyObject *cls, const char *name)
     return off;
 }
 
-/* ---- number encoding (PROTOCOL §5.1), byte for byte protocol.primitives.encode_number ----- */
-
-/* Integers in int32 range. Returns the number of bytes written to buf (at least 9 long). */
-static int
-int_bytes(long v, char *buf)
-{
-    unsigned char *b = (unsigned char *)buf;
-    if (v >= 0) {
-        if (v < 0x80) { b[0] = (unsigned char)v; return 1; }
-        if (v < 0x100) { b[0] = 0xcc; b[1] = (unsigned char)v; return 2; }
-        if (v < 0x10000) { b[0] = 0xcd; b[1] = v & 0xff; b[2] = (v >> 8) & 0xff; return 3; }
-        b[0] = 0xce;
-        for (int i = 0; i < 4; i++) b[1 + i] = (v >> (8 * i)) & 0xff;
-        return 5;
-    }
-    if (v >= -0x20) { b[0] = (unsigned char)(0xe0 | (v + 0x20)); return 1; }
-    if (v >= -0x80) { b[0] = 0xd0; b[1] = (unsigned char)(v & 0xff); return 2; }
-    if (v >= -0x8000) { b[0] = 0xd1; b[1] = v & 0xff; b[2] = (v >> 8) & 0xff; return 3; }
-    unsigned long u = (unsigned long)v;
-    b[0] = 0xd2;
-    for (int i = 0; i < 4; i++) b[1 + i] = (u >> (8 * i)) & 0xff;
-    return 5;
-}
-
-/* A plain int or float: its bytes in buf, the count returned; 0 means "not a common case, ask
- * the Python encoder" (big ints, NaN, infinities, subclasses); -1 is an error. */
-static int
-number_bytes(PyObject *value, char *buf)
-{
-    if (PyLong_CheckExact(value)) {
-        int overflow = 0;
-        long v = PyLong_AsLongAndOverflow(value, &overflow);
-        if (v == -1 && PyErr_Occurred())
-            return -1;
-        if (overflow || v < -2147483648L || v > 2147483647L)
-            return 0;
-        return int_bytes(v, buf);
-    }
-    if (PyFloat_CheckExact(value)) {
-        double v = PyFloat_AS_DOUBLE(value);
-        if (!isfinite(v))
-            return 0;
-        if (v == floor(v) && v >= -2147483648.0 && v <= 2147483647.0)
-            return int_bytes((long)v, buf);
-        if (fabs(v) < 3.5e38) {
-            float f = (float)v;
-            if (!isinf(f) && fabs((double)f - v) < 1e-4) {
-                buf[0] = (char)0xca;
-                if (PyFloat_Pack4(v, buf + 1, 1) < 0)
-                    return -1;
-                return 5;
-            }
-        }
-        buf[0] = (char)0xcb;
-        if (PyFloat_Pack8(v, buf + 1, 1) < 0)
-            return -1;
-        return 9;
-    }
-    return 0;
-}
-
-static int
-put_encoded(PyObject *out, PyObject *encode, PyObject *value)
-{
-    PyObject *b = PyObject_CallOneArg(encode, value);
-    if (b == NULL)
-        return -1;
-    int r = put_bytes(out, b);
-    Py_DECREF(b);
-    return r;
-}
-
-static int
-put_number(PyObject *out, PyObject *encode, PyObject *value)
-{
-    char buf[9];
-    int n = number_bytes(value, buf);
-    if (n < 0)
-        return -1;
-    if (n == 0)
-        return put_encoded(out, encode, value);
-    return put(out, buf, n);
-}
-
-/* A primitive field's value: ``number`` is the field table's flag (1: the ``number`` type,
- * encoded here; 0: another primitive, its Python encoder). */
-static int
-put_primitive(PyObject *out, PyObject *number, PyObject *encode, PyObject *value)
-{
-    int is_number = number == Py_True || (PyLong_Check(number) && PyLong_AsLong(number) == 1);
-    return is_number ? put_number(out, encode, value) : put_encoded(out, encode, value);
-}
-
-/* ``d[name]`` (borrowed); a missing key is a KeyError (a field is always in the __dict__). */
-static PyObject *
-field_value(PyObject *d, PyObject *name)
-{
-    PyObject *value = PyDict_GetItemWithError(d, name);
-    if (value == NULL && !PyErr_Occurred())
-        PyErr_SetObject(PyExc_KeyError, name);
-    return value;
-}
-
-/* ``d5 <typeId>`` after a child reference whose class is not the declared one. */
-static int
-put_type_suffix(PyObject *out, PyObject *value, PyObject *fd, PyObject *type_ids)
-{
-    PyObject *declared = PyObject_GetAttr(fd, s_schema_cls);
-    if (declared == NULL)
-        return -1;
-    int r = 0;
-    if (declared != Py_None && (PyObject *)Py_TYPE(value) != declared) {
-        PyObject *b = PyObject_CallFunctionObjArgs(type_id_suffix_fn, value, declared, type_ids, NULL);
-        r = b == NULL ? -1 : put_bytes(out, b);
-        Py_XDECREF(b);
-    }
-    Py_DECREF(declared);
-    return r;
-}
-
-static int
-is_true_slot(PyObject *node, Py_ssize_t off, const char *name)
-{
-    PyObject *v = get_slot(node, off, name);
-    if (v == NULL)
-        return -1;
-    if (v == Py_True) return 1;
-    if (v == Py_False) return 0;
-    return PyObject_IsTrue(v);
-}
-
-/* ``cls._gr_patch``, the field table (new reference). */
-static PyObject *
-patch_table(PyObject *cls)
-{
-    if (cls == cached_class) {
-        Py_INCREF(cached_table);
-        return cached_table;
-    }
-    PyObject *table = PyObject_GetAttr(cls, s_gr_patch);
-    if (table == NULL)
-        return NULL;
-    int ok = PyTuple_CheckExact(table);
-    for (Py_ssize_t i = 0; ok && i < PyTuple_GET_SIZE(table); i++) {
-        PyObject *entry = PyTuple_GET_ITEM(table, i);
-        ok = PyTuple_CheckExact(entry) && PyTuple_GET_SIZE(entry) == 5;
-    }
-    if (!ok) {
-        PyErr_Format(PyExc_TypeError, "%.100s._gr_patch is not a tuple of 5-tuples",
-                     ((PyTypeObject *)cls)->tp_name);
-        Py_DECREF(table);
-        return NULL;
-    }
-    Py_XSETREF(cached_class, Py_NewRef(cls));     /* held: the address cannot be reused */
-    Py_XSETREF(cached_table, Py_NewRef(table));
-    return table;
-}
-
-/* A child structure's Node, checked: a field holds a Schema/collection whose ``_gr`` is a Node. */
-static PyObject *
-child_node(PyObject *value)
-{
-    PyObject *child = PyObject_GetAttr(value, s_gr);
-    if (child != NULL && !PyObject_TypeCheck(child, (PyTypeObject *)node_type)) {
-        PyErr_Format(PyExc_TypeError, "%.100s._gr is not a Node", Py_TYPE(value)->tp_name);
-        Py_CLEAR(child);
-    }
-    return child;
-}
-
-/* ---- the patch loop ---------------------------------------------------------------------- */
-
-/* The ops of one Schema instance (encoder.schema_pending).
- * Returns 1 if something was written, 0 if not, -1 on error. */
-static int
-schema_pending(PyObject *node, PyObject *pending, PyObject *out, PyObject *children,
-               PyObject *type_ids)
-{
-    PyObject *ref = get_slot(node, off_ref, "ref");
-    if (ref == NULL)
-        return -1;
-    PyObject *d = PyObject_GenericGetDict(ref, NULL);
-    if (d == NULL)
-        return -1;
-    PyObject *table = patch_table((PyObject *)Py_TYPE(ref));
-    int wrote = 0;
-    Py_ssize_t pos = 0;
-    PyObject *key, *marker_obj;
-    if (table == NULL)
-        goto fail;
-    while (PyDict_Next(pending, &pos, &key, &marker_obj)) {
-        Py_ssize_t index = PyLong_AsSsize_t(key);
-        long marker = PyLong_AsLong(marker_obj);
-        if ((index == -1 || marker == -1) && PyErr_Occurred())
-            goto fail;
-        if (index < 0 || index >= PyTuple_GET_SIZE(table)) {
-            PyErr_Format(PyExc_IndexError, "no field with index %zd", index);
-            goto fail;
-        }
-        PyObject *entry = PyTuple_GET_ITEM(table, index);
-        /* (name, ADD byte, 1 number / 0 other primitive / None structure, encode, Field) */
-        PyObject *name = PyTuple_GET_ITEM(entry, 0);
-        PyObject *add_op = PyTuple_GET_ITEM(entry, 1);
-        PyObject *number = PyTuple_GET_ITEM(entry, 2);
-        PyObject *encode = PyTuple_GET_ITEM(entry, 3);
-        PyObject *fd = PyTuple_GET_ITEM(entry, 4);
-        PyObject *value = field_value(d, name);
-        if (value == NULL)
-            goto fail;
-        if (value == Py_None) {
-            if (marker != -1) {            /* ABSENT */
-                PyObject *op = PyObject_GetAttr(fd, s_delete_op);
-                int r = op == NULL ? -1 : put_bytes(out, op);
-                Py_XDECREF(op);
-                if (r < 0)
-                    goto fail;
-                wrote = 1;
-            }
-            continue;
-        }
-        if (number != Py_None) {
-            if (put_bytes(out, add_op) < 0)
-                goto fail;
-            wrote = 1;
-            if (put_primitive(out, number, encode, value) < 0)
-                goto fail;
-            continue;
-        }
-        /* a structure */
-        PyObject *child = child_node(value);
-        if (child == NULL)
-            goto fail;
-        PyObject *refid = SLOT(child, off_refid);
-        long child_refid = refid == NULL ? -1 : PyLong_AsLong(refid);
-        if (child_refid == -1 && PyErr_Occurred()) {
-            Py_DECREF(child);
-            goto fail;
-        }
-        if (marker == child_refid) {
-            Py_DECREF(child);
-            continue;
-        }
-        int r;
-        if (marker == -1) {
-            r = put_bytes(out, add_op);
-        } else {
-            PyObject *op = PyObject_GetAttr(fd, s_dna_op);
-            r = op == NULL ? -1 : put_bytes(out, op);
-            Py_XDECREF(op);
-        }
-        PyObject *rid = r < 0 ? NULL : get_slot(child, off_rid, "rid");
-        if (rid == NULL || put_bytes(out, rid) < 0 || put_type_suffix(out, value, fd, type_ids) < 0
-                || PyList_Append(children, child) < 0) {
-            Py_DECREF(child);
-            goto fail;
-        }
-        Py_DECREF(child);
-        wrote = 1;
-    }
-    Py_DECREF(table);
-    Py_DECREF(d);
-    return wrote;
-fail:
-    Py_XDECREF(table);
-    Py_DECREF(d);
-    return -1;
-}
-
-/* Structures attached this tick that a block introduced: written whole, in order. */
-static int
-emit_children(PyObject *children, PyObject *out, PyObject *type_ids)
-{
-    Py_ssize_t n = PyList_GET_SIZE(children);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *child = PyList_GET_ITEM(children, i);
-        int is_new = is_true_slot(child, off_new, "new");
-        if (is_new < 0)
-            return -1;
-        if (is_new) {
-            PyObject *r = PyObject_CallFunctionObjArgs(emit_new_fn, child, out, type_ids, NULL);
-            if (r == NULL)
-                return -1;
-            Py_DECREF(r);
-        }
-    }
-    return PyList_SetSlice(children, 0, n, NULL);
-}
-
-/* patch_loop(tracker, out, where): encoder.encode_patch's loop over tracker.queue. ``where[0]``
- * is set to the node being written, so that an error can name it. */
-static PyObject *
-patch_loop(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (!configured) {
-        PyErr_SetString(PyExc_RuntimeError, "_speedups.configure() was not called");
-        return NULL;
-    }
-    if (nargs != 3 || !PyByteArray_CheckExact(args[1]) || !PyList_CheckExact(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "patch_loop(tracker, out: bytearray, where: list)");
-        return NULL;
-    }
-    PyObject *tracker = args[0], *out = args[1], *where = args[2];
-    PyObject *queue = PyObject_GetAttr(tracker, s_queue);
-    PyObject *type_ids = PyObject_GetAttr(tracker, s_type_ids);
-    PyObject *children = PyList_New(0);
-    if (queue == NULL || type_ids == NULL || children == NULL)
-        goto fail;
-    if (!PyList_CheckExact(queue) || PyList_GET_SIZE(where) < 1) {
-        PyErr_SetString(PyExc_TypeError, "tracker.queue must be a list and where non-empty");
-        goto fail;
-    }
-    /* the queue only grows while we run (a Python helper never touches it), but index it
-     * afresh on every turn all the same */
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(queue); i++) {
-        PyObject *node = PyList_GET_ITEM(queue, i);
-        Py_INCREF(node);
-        if (!PyObject_TypeCheck(node, (PyTypeObject *)node_type)) {
-            PyErr_SetString(PyExc_TypeError, "tracker.queue holds a non-Node");
-            Py_DECREF(node);
-            goto fail;
-        }
-        Py_INCREF(node);
-        PyList_SetItem(where, 0, node);         /* steals the new reference */
-        PyObject *pending = SLOT(node, off_pending);
-        PyObject *owner = SLOT(node, off_tracker);
-        int is_new = is_true_slot(node, off_new, "new");
-        if (is_new < 0) {
-            Py_DECREF(node);
-            goto fail;
-        }
-        if (pending == NULL || pending == Py_None || is_new || owner != tracker) {
-            Py_DECREF(node);
-            continue;
-        }
-        if (!PyDict_CheckExact(pending)) {
-            PyErr_SetString(PyExc_TypeError, "Node.pending is not a dict");
-            Py_DECREF(node);
-            goto fail;
-        }
-        Py_INCREF(pending);
-        set_slot(node, off_pending, Py_None);
-        set_slot(node, off_full, Py_None);     /* its full-state block changed (changes.py) */
-        Py_ssize_t start = PyByteArray_GET_SIZE(out);
-        PyObject *refid = get_slot(node, off_refid, "refid");
-        PyObject *kind = get_slot(node, off_kind, "kind");
-        int r = (refid == NULL || kind == NULL) ? -1 : 0;
-        if (r == 0 && (start || PyObject_IsTrue(refid))) {
-            PyObject *head = get_slot(node, off_head, "head");
-            r = head == NULL ? -1 : put_bytes(out, head);
-        }
-        if (r == 0) {
-            long k = PyLong_AsLong(kind);
-            if (k == -1 && PyErr_Occurred()) {
-                r = -1;
-            } else if (k) {                     /* MAP_NODE / ARRAY_NODE: the Python writer */
-                Py_ssize_t mark = PyByteArray_GET_SIZE(out);
-                PyObject *res = PyObject_CallFunctionObjArgs(write_pending_fn, node, pending, out,
-                                                             type_ids, children, NULL);
-                if (res == NULL) {
-                    r = -1;
-                } else {
-                    Py_DECREF(res);
-                    set_slot(node, off_cleared, Py_False);
-                    if (PyByteArray_GET_SIZE(out) == mark)
-                        r = trim(out, start);
-                }
-            } else {                            /* SCHEMA_NODE */
-                int wrote = schema_pending(node, pending, out, children, type_ids);
-                if (wrote < 0)
-                    r = -1;
-                else if (!wrote)
-                    r = trim(out, start);
-            }
-        }
-        Py_DECREF(pending);
-        Py_DECREF(node);
-        if (r < 0)
-            goto fail;
-        if (PyList_GET_SIZE(children) && emit_children(children, out, type_ids) < 0)
-            goto fail;
-    }
-    Py_DECREF(queue);
-    Py_DECREF(type_ids);
-    Py_DECREF(children);
-    Py_RETURN_NONE;
-fail:
-    Py_XDECREF(queue);
-    Py_XDECREF(type_ids);
-    Py_XDECREF(children);
-    return NULL;
-}
-
-/* schema_pending(node, pending, out, type_ids, children): write_pending for a Schema instance
- * (the filtered encoders write shared structures with it). */
-static PyObject *
-write_schema_pending(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (!configured) {
-        PyErr_SetString(PyExc_RuntimeError, "_speedups.configure() was not called");
-        return NULL;
-    }
-    if (nargs != 5 || !PyObject_TypeCheck(args[0], (PyTypeObject *)node_type)
-            || !PyDict_CheckExact(args[1]) || !PyByteArray_CheckExact(args[2])
-            || !PyList_CheckExact(args[4])) {
-        PyErr_SetString(PyExc_TypeError,
-                        "schema_pending(node, pending: dict, out: bytearray, type_ids, children: list)");
-        return NULL;
-    }
-    if (schema_pending(args[0], args[1], args[2], args[4], args[3]) < 0)
-        return NULL;
-    Py_RETURN_NONE;
-}
-
-/* ---- a Schema instance's full-state block ------------------------------------------------- */
-
-/* schema_block(node, type_ids) -> (bytes, children): encoder.full_block for a SCHEMA_NODE,
- * without the caching (the caller decides). */
-static PyObject *
-schema_block(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (!configured) {
-        PyErr_SetString(PyExc_RuntimeError, "_speedups.configure() was not called");
-        return NULL;
-    }
-    if (nargs != 2 || !PyObject_TypeCheck(args[0], (PyTypeObject *)node_type)) {
-        PyErr_SetString(PyExc_TypeError, "schema_block(node, type_ids)");
-        return NULL;
-    }
-    PyObject *node = args[0], *type_ids = args[1];
-    PyObject *ref = get_slot(node, off_ref, "ref");
-    if (ref == NULL)
-        return NULL;
-    PyObject *d = PyObject_GenericGetDict(ref, NULL);
-    if (d == NULL)
-        return NULL;
-    PyObject *table = patch_table((PyObject *)Py_TYPE(ref));
-    PyObject *out = PyByteArray_FromStringAndSize(NULL, 0);
-    PyObject *children = NULL, *block = NULL, *result = NULL;
-    if (table == NULL || out == NULL)
-        goto done;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(table); i++) {
-        PyObject *entry = PyTuple_GET_ITEM(table, i);
-        PyObject *name = PyTuple_GET_ITEM(entry, 0);
-        PyObject *number = PyTuple_GET_ITEM(entry, 2);
-        PyObject *encode = PyTuple_GET_ITEM(entry, 3);
-        PyObject *value = field_value(d, name);
-        if (value == NULL)
-            goto done;
-        if (value == Py_None)
-            continue;
-        if (put_bytes(out, PyTuple_GET_ITEM(entry, 1)) < 0)
-            goto done;
-        if (number != Py_None) {
-            if (put_primitive(out, number, encode, value) < 0)
-                goto done;
-            continue;
-        }
-        PyObject *child = child_node(value);
-        if (child == NULL)
-            goto done;
-        PyObject *rid = get_slot(child, off_rid, "rid");
-        if (rid == NULL || put_bytes(out, rid) < 0
-                || put_type_suffix(out, value, PyTuple_GET_ITEM(entry, 4), type_ids) < 0
-                || (children == NULL && (children = PyList_New(0)) == NULL)
-                || PyList_Append(children, child) < 0) {
-            Py_DECREF(child);
-            goto done;
-        }
-        Py_DECREF(child);
-    }
-    block = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(out), PyByteArray_GET_SIZE(out));
-    if (block != NULL)
-        result = PyTuple_Pack(2, block, children != NULL ? children : no_children);
-done:
-    Py_XDECREF(block);
-    Py_XDECREF(children);
-    Py_XDECREF(out);
-    Py_XDECREF(table);
-    Py_DECREF(d);
-    return result;
-}
-
-/* ---- primitive-field assignment ----------------------------------------------------------- */
-
-/* One Schema class's generated __setattr__ (schema._fast_setattr's job). It is a method
- * descriptor, so type slots call it with the instance as first argument and no bound method is
- * made; whatever is not "a primitive field given a value of a class that needs no check" goes to
- * the generic Python __setattr__, which also raises the errors. */
-typedef struct {
-    PyObject_HEAD
-    PyObject *table;     /* field name -> (index, classes that need no check) */
-    PyObject *generic;   /* Schema.__setattr__ */
-    PyObject *qualname;
-    vectorcallfunc vectorcall;
-} FastSetattr;
-
-static PyObject *
-call_generic(FastSetattr *self, PyObject *obj, PyObject *name, PyObject *value)
-{
-    return PyObject_CallFunctionObjArgs(self->generic, obj, name, value, NULL);
-}
-
-static int
-record(PyObject *obj_dict, PyObject *index, PyObject *old)
-{
-    PyObject *node = PyDict_GetItemWithError(obj_dict, s_gr);
-    if (node == NULL || !PyObject_TypeCheck(node, (PyTypeObject *)node_type)) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "the instance has no tracking Node (_gr)");
-        return -1;
-    }
-    PyObject *marker = old == Py_None ? absent_marker : present_marker;
-    PyObject *pending = SLOT(node, off_pending);
-    if (pending != NULL && pending != Py_None) {   /* already touched this tick */
-        if (!PyDict_CheckExact(pending)) {
-            PyErr_SetString(PyExc_TypeError, "Node.pending is not a dict");
-            return -1;
-        }
-        int has = PyDict_Contains(pending, index);
-        if (has < 0)
-            return -1;
-        return has ? 0 : PyDict_SetItem(pending, index, marker);
-    }
-    PyObject *tracker = SLOT(node, off_tracker);
-    if (tracker == NULL || tracker == Py_None)
-        return 0;
-    int is_new = is_true_slot(node, off_new, "new");
-    if (is_new != 0)
-        return is_new;                             /* 1: sent whole anyway; -1: error */
-    PyObject *queue = PyObject_GetAttr(tracker, s_queue);
-    if (queue == NULL)
-        return -1;
-    PyObject *fresh = PyDict_New();
-    int r = (fresh == NULL || PyDict_SetItem(fresh, index, marker) < 0) ? -1 : 0;
-    if (r == 0) {
-        set_slot(node, off_pending, fresh);
-        r = PyList_Append(queue, node);
-    }
-    Py_XDECREF(fresh);
-    Py_DECREF(queue);
-    return r;
-}
-
-static PyObject *
-fast_setattr_call(FastSetattr *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
-{
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs != 3 || kwnames != NULL) {
-        PyErr_SetString(PyExc_TypeError, "__setattr__(self, name, value)");
-        return NULL;
-    }
-    PyObject *obj = args[0], *name = args[1], *value = args[2];
-    PyObject *entry = PyUnicode_CheckExact(name) ? PyDict_GetItemWithError(self->table, name) : NULL;
-    if (entry == NULL) {
-        if (PyErr_Occurred())
-            return NULL;
-        return call_generic(self, obj, name, value);
-    }
-    PyObject *index = PyTuple_GET_ITEM(entry, 0);
-    PyObject *fast = PyTuple_GET_ITEM(entry, 1);
-    if (value != Py_None) {
-        int ok = 0;
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(fast); i++) {
-            if ((PyObject *)Py_TYPE(value) == PyTuple_GET_ITEM(fast, i)) {
-                ok = 1;
-                break;
-            }
-        }
-        if (!ok)                 /* needs a check (and maybe a conversion or an error) */
-            return call_generic(self, obj, name, value);
-    }
-    PyObject *d = PyObject_GenericGetDict(obj, NULL);
-    if (d == NULL)
-        return NULL;
-    PyObject *old = PyDict_GetItemWithError(d, name);
-    if (old == NULL) {
-        Py_DECREF(d);
-        if (PyErr_Occurred())
-            return NULL;
-        return call_generic(self, obj, name, value);
-    }
-    Py_INCREF(old);
-    /* unchanged: same class and equal (NaN is never equal, so it is always sent) */
-    if (Py_TYPE(old) == Py_TYPE(value)) {
-        int same;
-        if (old == value && !PyFloat_CheckExact(value)) {
-            same = 1;
-        } else {
-            PyObject *eq = PyObject_RichCompare(old, value, Py_EQ);
-            same = eq == NULL ? -1 : PyObject_IsTrue(eq);
-            Py_XDECREF(eq);
-        }
-        if (same != 0) {
-            Py_DECREF(old);
-            Py_DECREF(d);
-            if (same < 0)
-                return NULL;
-            Py_RETURN_NONE;
-        }
-    }
-    int r = PyDict_SetItem(d, name, value);
-    if (r == 0)
-        r = record(d, index, old);
-    Py_DECREF(old);
-    Py_DECREF(d);
-    if (r < 0)
-        return NULL;
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-fast_setattr_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
-{
-    PyObject *table, *generic, *qualname;
-    static char *kwlist[] = {"table", "generic", "qualname", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OU", kwlist, &PyDict_Type, &table, &generic,
-                                     &qualname))
-        return NULL;
-    PyObject *key, *value;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(table, &pos, &key, &value)) {
-        if (!PyUnicode_CheckExact(key) || !PyTuple_CheckExact(value) || PyTuple_GET_SIZE(value) != 2
-                || !PyLong_CheckExact(PyTuple_GET_ITEM(value, 0))
-                || !PyTuple_CheckExact(PyTuple_GET_ITEM(value, 1))) {
-            PyErr_SetString(PyExc_TypeError, "table maps field names to (index, (classes...))");
-            return NULL;
-        }
-    }
-    FastSetattr *self = (FastSetattr *)type->tp_alloc(type, 0);
-    if (self == NULL)
-        return NULL;
-    Py_INCREF(table);
-    self->table = table;
-    Py_INCREF(generic);
-    self->generic = generic;
-    Py_INCREF(qualname);
-    self->qualname = qualname;
-    self->vectorcall = (vectorcallfunc)fast_setattr_call;
-    return (PyObject *)self;
-}
-
-static PyObject *
-fast_setattr_get(PyObject *self, PyObject *obj, PyObject *type)
-{
-    if (obj == NULL || obj == Py_None) {
-        Py_INCREF(self);
-        return self;
-    }
-    return PyMethod_New(self, obj);
-}
-
-static int
-fast_setattr_traverse(FastSetattr *self, visitproc visit, void *arg)
-{
-    Py_VISIT(self->table);
-    Py_VISIT(self->generic);
-    return 0;
-}
-
-static int
-fast_setattr_clear(FastSetattr *self)
-{
-    Py_CLEAR(self->table);
-    Py_CLEAR(self->generic);
-    Py_CLEAR(self->qualname);
-    return 0;
-}
-
-static void
-fast_setattr_dealloc(FastSetattr *self)
-{
-    PyObject_GC_UnTrack(self);
-    fast_setattr_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static PyObject *
-fast_setattr_repr(FastSetattr *self)
-{
-    return PyUnicode_FromFormat("<compiled method %U>", self->qualname);
-}
-
-static PyMemberDef fast_setattr_members[] = {
-    {"__qualname__", T_OBJECT, offsetof(FastSetattr, qualname), READONLY, NULL},
-    {NULL},
-};
-
-static PyTypeObject FastSetattrType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "greenroom.schema._speedups.FastSetattr",
-    .tp_doc = "A Schema class's compiled __setattr__ for primitive fields.",
-    .tp_basicsize = sizeof(FastSetattr),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_METHOD_DESCRIPTOR
-                | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_new = fast_setattr_new,
-    .tp_call = PyVectorcall_Call,
-    .tp_vectorcall_offset = offsetof(FastSetattr, vectorcall),
-    .tp_descr_get = fast_setattr_get,
-    .tp_traverse = (traverseproc)fast_setattr_traverse,
-    .tp_clear = (inquiry)fast_setattr_clear,
-    .tp_dealloc = (destructor)fast_setattr_dealloc,
-    .tp_repr = (reprfunc)fast_setattr_repr,
-    .tp_members = fast_setattr_members,
-};
-
 /* ---- configuration ------------------------------------------------------------------------ */
 
-/* configure(Node, write_pending, emit_new, type_id_suffix, no_children, ABSENT, PRESENT) */
+/* configure(Node, write_pending, emit_new, type_id_suffix, no_children, ABSENT, PRESENT,
+ *           full_block, fast_string) */
 static PyObject *
 configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 7 || !PyType_Check(args[0]) || !PyList_CheckExact(args[4])) {
+    if (nargs != 9 || !PyType_Check(args[0]) || !PyList_CheckExact(args[4])) {
         PyErr_SetString(PyExc_TypeError, "configure(Node, write_pending, emit_new, type_id_suffix, "
-                                         "no_children, ABSENT, PRESENT)");
+                                         "no_children, ABSENT, PRESENT, full_block, fast_string)");
         return NULL;
     }
     PyObject *cls = args[0];
     struct { Py_ssize_t *off; const char *name; } slots[] = {
         {&off_ref, "ref"}, {&off_kind, "kind"}, {&off_tracker, "tracker"}, {&off_refid, "refid"},
         {&off_rid, "rid"}, {&off_head, "head"}, {&off_pending, "pending"}, {&off_new, "new"},
-        {&off_full, "full"}, {&off_cleared, "cleared"},
+        {&off_full, "full"}, {&off_cleared, "cleared"}, {&off_len0, "len0"},
     };
     for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++) {
         if ((*slots[i].off = slot_offset(cls, slots[i].name)) < 0)
@@ -841,6 +77,8 @@ configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(no_children, Py_NewRef(args[4]));
     Py_XSETREF(absent_marker, Py_NewRef(args[5]));
     Py_XSETREF(present_marker, Py_NewRef(args[6]));
+    Py_XSETREF(full_block_fn, Py_NewRef(args[7]));
+    Py_XSETREF(fast_string_fn, Py_NewRef(args[8]));
     configured = 1;
     Py_RETURN_NONE;
 }
@@ -850,6 +88,12 @@ static PyMethodDef methods[] = {
      "Give the module the Python pieces it works with (encoder.py calls it once)."},
     {"patch_loop", (PyCFunction)(void (*)(void))patch_loop, METH_FASTCALL,
      "encode_patch's loop over the touched structures."},
+    {"configure_collections", (PyCFunction)(void (*)(void))configure_collections, METH_FASTCALL,
+     "Give the module what it needs to write maps and arrays (encoder.py calls it once)."},
+    {"encode_all_v5", (PyCFunction)(void (*)(void))encode_all_v5, METH_FASTCALL,
+     "encode_all in the depth-first (V5) order."},
+    {"encode_patch", (PyCFunction)(void (*)(void))encode_patch, METH_FASTCALL,
+     "encode_patch's body: the patch as bytes, and the end of the tick."},
     {"schema_pending", (PyCFunction)(void (*)(void))write_schema_pending, METH_FASTCALL,
      "write_pending for a Schema instance."},
     {"schema_block", (PyCFunction)(void (*)(void))schema_block, METH_FASTCALL,
@@ -866,7 +110,8 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    if (PyType_Ready(&FastSetattrType) < 0)
+    if (PyType_Ready(&FastSetattrType) < 0 || PyType_Ready(&FieldsType) < 0
+            || PyType_Ready(&PendingType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
@@ -877,13 +122,23 @@ PyInit__speedups(void)
         !(s_type_ids = PyUnicode_InternFromString("type_ids")) ||
         !(s_delete_op = PyUnicode_InternFromString("delete_op")) ||
         !(s_dna_op = PyUnicode_InternFromString("dna_op")) ||
-        !(s_schema_cls = PyUnicode_InternFromString("schema_cls"))) {
+        !(s_schema_cls = PyUnicode_InternFromString("schema_cls")) ||
+        !(s_state = PyUnicode_InternFromString("state")) ||
+        !(s_new_nodes = PyUnicode_InternFromString("new_nodes")) ||
+        !(s_next_refid = PyUnicode_InternFromString("next_refid")) ||
+        collections_init() < 0) {
         Py_DECREF(m);
         return NULL;
     }
     Py_INCREF(&FastSetattrType);
     if (PyModule_AddObject(m, "FastSetattr", (PyObject *)&FastSetattrType) < 0) {
         Py_DECREF(&FastSetattrType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&PendingType);
+    if (PyModule_AddObject(m, "Pending", (PyObject *)&PendingType) < 0) {
+        Py_DECREF(&PendingType);
         Py_DECREF(m);
         return NULL;
     }

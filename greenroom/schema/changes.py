@@ -50,6 +50,9 @@ class Node:
         self.rid = b""         # the refId as encoded on the wire
         self.head = b""        # SWITCH_TO_STRUCTURE + refId
         self.refcount = 0
+        # slot index -> marker; a dict, or for a Schema instance whose first change this tick
+        # came through the compiled __setattr__ a _speedups.Pending with the same dict
+        # operations (sp_pending.c says why)
         self.pending: dict[int, int] | None = None
         self.new = False
         self.parent: Node | None = None

@@ -19,6 +19,7 @@ from .errors import EncodeError
 from .fields import OP_ADD, OP_CLEAR, OP_DELETE, OP_DELETE_AND_ADD, OP_REPLACE, REF, TYPE_ID
 from .types import INT_BYTES as _INT_BYTES
 from .types import INT_TABLE_SIZE as _INT_TABLE_SIZE
+from .types import fast_number, fast_string
 
 _ADD = bytes([OP_ADD])
 _REPLACE = bytes([OP_REPLACE])
@@ -247,8 +248,14 @@ def encode_patch(state: ChangeTracker | Any) -> bytes:
     send full states to resynchronise clients).
     """
     tracker = tracker_of(state)
-    out = bytearray()
     where: list[Node | None] = [None]
+    if _encode_patch is not None:    # the same steps in C, the end of the tick included
+        try:
+            return _encode_patch(tracker, where)
+        except Exception as exc:
+            tracker.end_tick(reset_pending=True)
+            raise EncodeError(f"cannot encode the patch{_where(where[0])}: {exc!r}") from exc
+    out = bytearray()
     done = False
     try:
         root = tracker.state._gr
@@ -302,13 +309,20 @@ def encode_all(state: ChangeTracker | Any, order: Dialect | str = Dialect.V5) ->
     bytes), V3 is by refId (the 0.16 server's bytes); every official decoder accepts both.
     """
     tracker = tracker_of(state)
+    dialect = Dialect.parse(order)
+    if _encode_all_v5 is not None and dialect == Dialect.V5:   # the same traversal in C
+        where: list[Node | None] = [None]
+        try:
+            return _encode_all_v5(tracker, where)
+        except Exception as exc:
+            raise EncodeError(f"cannot encode the full state{_where(where[0])}: {exc!r}") from exc
     parts: list[bytes] = []
     append = parts.append
     type_ids = tracker.type_ids
     root = tracker.state._gr
     node = root
     try:
-        if Dialect.parse(order) == Dialect.V3:
+        if dialect == Dialect.V3:
             seen = {root.refid}
             heap: list[tuple[int, Node]] = [(root.refid, root)]
             while heap:
@@ -410,11 +424,17 @@ def _where(node: Node | None) -> str:
 
 if speedups.compiled is not None:
     speedups.compiled.configure(Node, write_pending, _emit_new, type_id_suffix, _NO_CHILDREN,
-                                ABSENT, PRESENT)
+                                ABSENT, PRESENT, full_block, fast_string)
+    speedups.compiled.configure_collections(_entry_head, fast_number, REF, OP_ADD, OP_REPLACE,
+                                            OP_DELETE, OP_DELETE_AND_ADD, OP_CLEAR)
     _patch_loop = speedups.compiled.patch_loop
+    _encode_patch = speedups.compiled.encode_patch
+    _encode_all_v5 = speedups.compiled.encode_all_v5
     _schema_block = speedups.compiled.schema_block
     _schema_pending = speedups.compiled.schema_pending
 else:
     _patch_loop = patch_loop
+    _encode_patch = None
+    _encode_all_v5 = None
     _schema_block = schema_block
     _schema_pending = schema_pending

@@ -192,7 +192,9 @@ def _fast_setattr(cls: type[Schema]) -> Any:
     qualname = f"{cls.__qualname__}.__setattr__"
     if speedups.compiled is not None:
         # the same steps in C; it hands whatever needs a check or a conversion to ``generic``
-        fast = {fd.name: (fd.index, fd.fast) for fd in cls._gr_fields if not fd.is_ref}
+        # (index, classes that need no check, integer bounds within which an int needs none)
+        fast = {fd.name: (fd.index, fd.fast, fd.spec.primitive.bounds)
+                for fd in cls._gr_fields if not fd.is_ref}
         return speedups.compiled.FastSetattr(fast, generic, qualname)
     table = {fd.name: (fd.index, fd.fast) for fd in cls._gr_fields if not fd.is_ref}
     get = table.get

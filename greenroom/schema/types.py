@@ -30,7 +30,7 @@ def fast_number(value: Any) -> bytes:
 
     The Python patch loop spends most of its time here; the result is byte-for-byte that of
     ``protocol.primitives.encode_number`` (the tests compare both on random values), as is
-    ``number_bytes`` in ``_speedups.c``, the compiled encoder's version of these steps.
+    ``number_bytes`` in ``_speedups.h``, the compiled encoder's version of these steps.
     """
     cls = value.__class__
     if cls is int:
@@ -149,15 +149,19 @@ def _decode_boolean(buf: bytes, pos: int) -> tuple[bool, int]:
 class Primitive:
     """One primitive wire type: its name in the reflection, checker, encoder and decoder."""
 
-    __slots__ = ("name", "check", "encode", "decode", "fast")
+    __slots__ = ("name", "check", "encode", "decode", "fast", "bounds")
 
     def __init__(self, name: str, check: Callable[[Any], Any], encode: Callable[[Any], bytes],
-                 decode: Callable[[bytes, int], tuple[Any, int]], fast: tuple[type, ...] = ()) -> None:
+                 decode: Callable[[bytes, int], tuple[Any, int]], fast: tuple[type, ...] = (),
+                 bounds: tuple[int, int] | None = None) -> None:
         self.name = name
         self.check = check
         self.encode = encode
         self.decode = decode
         self.fast = fast  # value classes that need no check (the assignment fast path)
+        # integer types: an exact int within these bounds passes ``check`` unchanged, which
+        # lets the compiled assignment skip the call
+        self.bounds = bounds
 
     def __repr__(self) -> str:
         return f"Primitive({self.name!r})"
@@ -177,7 +181,7 @@ def _build() -> dict[str, Primitive]:
     }
     for name, (fmt, lo, hi) in ints.items():
         encode, decode = _fixed(fmt)
-        table[name] = Primitive(name, _int_checker(name, lo, hi), encode, decode)
+        table[name] = Primitive(name, _int_checker(name, lo, hi), encode, decode, (), (lo, hi))
     for name, fmt, check in (("float32", "<f", _check_float32), ("float64", "<d", _check_float)):
         encode, decode = _fixed(fmt)
         table[name] = Primitive(name, check, encode, decode, (float,) if name == "float64" else ())
