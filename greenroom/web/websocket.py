@@ -311,6 +311,24 @@ class WebSocket(Sender, _gws_websocket.WebSocket):
         """Assemble one message. Text is decoded once by the C UTF-8 codec (incrementally across
         fragments, so bad UTF-8 fails fast); the base class ran a pure-Python validator over every
         fragment, then over the whole message, then decoded it."""
+        buf, pos = self._rbuf, self._rpos
+        if len(buf) - pos < 2:
+            buf, pos = self._fill(2, _EOF_HEADER)
+        b1 = buf[pos + 1]
+        length = b1 & 0x7F
+        limit = self.max_message_size
+        if buf[pos] == 0x82 and b1 & 0x80 and length < 126 and (limit is None or length <= limit):
+            # What nearly every room message is: one masked binary frame of a few bytes. Taken
+            # here without read_frame's general path (and its Header object); same checks.
+            end = pos + 6 + length
+            if len(buf) < end:
+                buf, pos = self._fill(6 + length, _EOF_PAYLOAD)
+                end = 6 + length
+            if end == len(buf):
+                self._rbuf, self._rpos = b"", 0
+            else:
+                self._rpos = end
+            return unmask.apply_mask(buf[pos + 6 : end], buf[pos + 2 : pos + 6]) if length else b""
         opcode: int | None = None
         chunks: list[Any] = []
         size = 0
