@@ -22,29 +22,26 @@ import collections
 import os
 import signal
 
-import gevent
 import pytest
 from cluster_process import Cluster
-from test_cluster import embedded_redis, leave_all
+from storms import (
+    STORM,
+    check_echoes,
+    check_failures_have_codes,
+    check_listings_match,
+    check_rooms,
+    leave_all,
+    seated_fraction,
+    storm,
+)
+from test_cluster import embedded_redis
 
-from greenroom.client import Client, ClientConnectionError, MatchMakeError
+from greenroom.client import Client, ClientConnectionError, MatchMakeError, Room
 from greenroom.drivers.redis import RedisDriver
 
 from servers import wait_until
 
 pytestmark = pytest.mark.timeout(240)
-
-STORM = 1000
-MAX_CLIENTS = 4
-
-
-def join(client, results, i):
-    try:
-        results[i] = client.join_or_create("table", {}, 60)
-    except MatchMakeError as error:
-        results[i] = error
-    except ClientConnectionError as error:  # the HTTP request was on the worker that died
-        results[i] = error
 
 
 def test_a_1000_join_storm_survives_kill_9_of_a_worker():
@@ -53,20 +50,17 @@ def test_a_1000_join_storm_survives_kill_9_of_a_worker():
         cluster.wait_serving(2)
         store = embedded_redis(cluster)
         driver = RedisDriver(store)
-        client = Client(cluster.endpoint)
-        results: dict[int, object] = {}
-        jobs = [gevent.spawn(join, client, results, i) for i in range(STORM)]
-        # the fault: once a fifth of the storm is seated, kill -9 one worker mid-storm
-        wait_until(lambda: len(results) >= STORM // 5, 60)
         victim = sorted(w["processId"] for w in cluster.workers())[0]
-        os.kill(cluster.worker_pid(victim), signal.SIGKILL)
-        gevent.joinall(jobs, timeout=120)
-        assert all(job.dead for job in jobs), "a join hung"
-        assert all(job.successful() for job in jobs), [repr(j.exception) for j in jobs if j.exception][:5]
+
+        def kill_a_worker(results):
+            # the fault: once a fifth of the storm is answered, kill -9 one worker mid-storm
+            wait_until(seated_fraction(results, 0.2), 60)
+            os.kill(cluster.worker_pid(victim), signal.SIGKILL)
+
+        results = storm([Client(cluster.endpoint)], STORM, kill_a_worker, timeout=120)
         cluster.wait_for_log(rf"worker {victim} .* exited \(signal SIGKILL\)")
 
-        errors = (MatchMakeError, ClientConnectionError)
-        joined = [r for r in results.values() if not isinstance(r, errors)]
+        joined = [r for r in results.values() if isinstance(r, Room)]
         def cut_by_the_kill(error):
             """A seat on the killed worker whose socket it was upgrading when it died."""
             return (isinstance(error, MatchMakeError) and error.code is None
@@ -77,7 +71,7 @@ def test_a_1000_join_storm_survives_kill_9_of_a_worker():
         cut = [r for r in results.values()
                if isinstance(r, ClientConnectionError) or cut_by_the_kill(r)]
         assert len(joined) + len(failed) + len(cut) == STORM
-        assert all(isinstance(e.code, int) for e in failed), [str(e) for e in failed][:5]
+        check_failures_have_codes(failed)
         # a request whose TCP connection the killed worker held cannot get a code: the process
         # is gone. It must be a disconnect, never a hang or a timeout.
         assert all("RemoteDisconnected" in str(e) or "reset" in str(e).lower()
@@ -88,24 +82,13 @@ def test_a_1000_join_storm_survives_kill_9_of_a_worker():
         alive = [r for r in joined if r.reservation.process_id != victim]
         for room in killed:
             assert room.wait_closed(10)[0] is not None  # its socket was closed, not left hanging
-        echoes = {}
-        for room in alive:
-            room.send("echo", room.session_id)
-        for room in alive:
-            echoes[room.session_id] = room.wait_for_message("echo", timeout=10)
-        assert echoes == {room.session_id: room.session_id for room in alive}
+        check_echoes(alive)
 
         sizes = collections.Counter(room.room_id for room in alive)
-        assert max(sizes.values()) <= MAX_CLIENTS
-        not_full = sum(1 for n in sizes.values() if n < MAX_CLIENTS)
-        assert not_full <= 1 + len(failed) + len(cut) + len(killed), (
-            not_full, len(failed), len(cut), len(killed))
+        not_full = check_rooms(sizes, len(failed), extra=len(cut) + len(killed))
 
         # after the lease (2 s in tests/apps/cluster.py): listings == live rooms
-        def listings_match():
-            listed = {listing.room_id for listing in driver.query("table")}
-            return listed == set(sizes)
-        wait_until(listings_match, 10)
+        check_listings_match(lambda: driver.query("table"), set(sizes))
         print(f"storm: joined {len(joined)} (killed {len(killed)}), failed {len(failed)}, "
               f"cut {len(cut)}, rooms {len(sizes)}, not full {not_full}")
         leave_all(alive)
