@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .drivers.base import Driver
+from .drivers.base import Driver, DriverUnavailable
 from .drivers.listing import RoomListing
 
 log = logging.getLogger("greenroom.matchmaker")
@@ -105,6 +105,9 @@ class ListingWriter:
     def _write(self, changes: dict[str, Any]) -> bool:
         try:
             self.driver.update(self.room_id, **changes)
+        except DriverUnavailable as exc:  # an outage, not a bug: one line; the resync after it
+            log.warning("room %s: listing update %s failed: %s", self.room_id, sorted(changes), exc)
+            return False
         except Exception:  # noqa: BLE001 - the room keeps playing; the lease renews the listing
             log.exception("room %s: listing update %s failed", self.room_id, sorted(changes))
             return False
