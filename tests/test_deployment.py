@@ -87,6 +87,24 @@ def test_the_creation_lock_outlives_its_ttl_and_is_never_skipped(deployment):
     assert a.matchmaker.join_or_create("slow", {}).room_id == seat.room_id
 
 
+def test_requests_queued_in_one_process_behind_a_slow_creation_get_503_in_time(deployment):
+    """The in-process half of the creation lock is bounded by the same wait as the Redis half:
+    a request queued behind a creation that takes too long (Redis slowed, a slow on_create)
+    answers 503 within ``creation_lock_wait``, not when its client gives up (issue 13's storm
+    with a slow Redis found requests waiting there unbounded)."""
+    cls = slow()
+    a = deployment({"slow": cls})
+    a.matchmaker.creation_lock_wait = 0.7
+    first = gevent.spawn(a.matchmaker.join_or_create, "slow", {})
+    assert cls.entered.wait(10)
+    with gevent.Timeout(5, AssertionError("the queued request waited past creation_lock_wait")):
+        with pytest.raises(ServiceUnavailable, match="busy"):
+            a.matchmaker.join_or_create("slow", {})
+    cls.release.set()
+    seat = first.get(timeout=10)
+    assert a.matchmaker.join_or_create("slow", {}).room_id == seat.room_id
+
+
 def test_a_create_its_target_did_not_answer_is_not_made_a_second_time(deployment):
     """A asks B (the least loaded) to create the room; B is slow and A's calls time out. B may
     have made the room, so A must not make one of its own: 503, and the retry joins B's."""
