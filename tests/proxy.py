@@ -69,16 +69,17 @@ class BlackholeProxy:
 
 
 class SlowProxy:
-    """A TCP proxy that delays every chunk by ``delay`` seconds each way and, while dropping is
-    on, cuts one connection in ``drop_one_in`` chunks (both sockets closed, as a network that
+    """A TCP proxy that delays every chunk by ``delay`` seconds each way and, while
+    ``drop_one_in`` is set, cuts the connection of one chunk in that many (both sockets closed, as a network that
     loses a link): a slow, flaky Redis for the storms under faults (issue 13).
 
     Delay is latency, not a bandwidth cap: a chunk is read at once and written ``delay`` after
     it arrived, in order, so a pipelined connection is not serialised behind its own waits.
-    ``dropped`` counts the connections cut, so a test can assert the fault really happened.
+    Both can be changed at any time (a fault that starts and ends mid-storm). ``dropped``
+    counts the connections cut, so a test can assert the fault really happened.
     """
 
-    def __init__(self, target: tuple[str, int], delay: float = 0.05, drop_one_in: int = 0,
+    def __init__(self, target: tuple[str, int], delay: float = 0.0, drop_one_in: int = 0,
                  seed: int = 13) -> None:
         import random
 
