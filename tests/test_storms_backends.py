@@ -89,9 +89,10 @@ def deployment(redis_server, mongo_server) -> Iterator[Callable[..., list[Cluste
             server.start()
 
 
-def unavailable(results: dict[int, Any]) -> Callable[[], bool]:
-    """A predicate: some join was answered 503 (the outage was seen by the storm)."""
-    return lambda: any(isinstance(r, MatchMakeError) and r.code == 503 for r in list(results.values()))
+def unavailable(results: dict[int, Any], count: int = 1) -> Callable[[], bool]:
+    """A predicate: ``count`` joins were answered 503 (the outage was seen by the storm)."""
+    return lambda: sum(1 for r in list(results.values())
+                       if isinstance(r, MatchMakeError) and r.code == 503) >= count
 
 
 def busy(result: Any) -> bool:
@@ -133,33 +134,43 @@ def clients(processes: list[Cluster]) -> list[Client]:
 
 
 def test_storm_over_two_processes_while_redis_restarts(deployment, redis_server):
+    """Redis stops once a fifth of the storm is answered and starts again, empty, once 20 joins
+    were answered 503."""
     processes = deployment(redis_server.url)
+    driver = driver_from_url(redis_server.url)
     passed_over = []
 
     def restart_redis(results):
         wait_until(seated_fraction(results, 0.2), 60)
+        # the rooms that may be passed over once it is back: the open ones listed now (no room
+        # can be created while it is down: creation takes the lock in Redis)
+        passed_over.append(len(driver.query(ROOM, available=True)))
         redis_server.stop()
-        wait_until(unavailable(results), 30)
-        passed_over.append(not_full_rooms(results))
+        wait_until(unavailable(results, 20), 30)
         redis_server.start()  # empty: it saves nothing
 
     results = storm(clients(processes), STORM, restart_redis, room=ROOM)
     summary = after_storm(results, redis_server.url, processes, extra=passed_over[0])
-    assert summary["failed"], "the restart was not seen by the storm"
+    assert summary["failed"][503] >= 20
+    driver.close()
 
 
 def test_storm_over_two_processes_while_mongodb_restarts(deployment, redis_server, mongo_server):
+    """MongoDB (the listings) stops once a fifth of the storm is answered and starts again once
+    5 joins were answered 503. Each listing query waits out the driver's server selection
+    timeout (3 s) while Mongo is down, under the creation lock: joins queued behind it may get
+    the "busy" 503 instead."""
     processes = deployment(redis_server.url, mongo_server.uri)
 
     def restart_mongodb(results):
         wait_until(seated_fraction(results, 0.2), 60)
         mongo_server.stop()
-        wait_until(unavailable(results), 30)
+        wait_until(unavailable(results, 5), 30)
         mongo_server.start()  # its data survive: the listings are still there
 
     results = storm(clients(processes), STORM, restart_mongodb, room=ROOM)
     summary = after_storm(results, mongo_server.uri, processes)
-    assert summary["failed"], "the restart was not seen by the storm"
+    assert summary["failed"][503] >= 5
 
 
 def test_storm_over_two_processes_with_redis_slow_and_flaky(deployment, redis_server):
