@@ -121,3 +121,59 @@ def check_listings_match(query: Callable[[], Iterable[Any]], room_ids: set[str],
 
 def leave_all(rooms: Iterable[Room]) -> None:
     gevent.joinall([gevent.spawn(room.leave) for room in rooms], timeout=30)
+
+
+class OfficialStorm:
+    """``n`` joins by an official client (tests/js/storm.mjs in node), run beside a Python storm.
+
+    ``report()``: what the joins did (ok, errors with the SDK's code, rooms); ``check()``: every
+    room not closed by the server echoes once more, and which were closed (code) meanwhile;
+    ``leave()``: the rooms left, node exits. Each is one JSON line the script prints."""
+
+    def __init__(self, endpoint: str, n: int, client: str = "sdk17", room: str = "table") -> None:
+        import os
+        import subprocess
+
+        from conftest import JS_DIR
+
+        self.n = n
+        self.proc = subprocess.Popen(
+            ["node", os.path.join(JS_DIR, "storm.mjs"), "--client", client, "--endpoint", endpoint,
+             "--room", room, "--n", str(n), "--timeout", "60000", "--deadline", "150000"],
+            cwd=JS_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._report: dict[str, Any] | None = None
+
+    def _line(self) -> dict[str, Any]:
+        import json
+
+        with gevent.Timeout(160, AssertionError("storm.mjs printed nothing")):
+            line = self.proc.stdout.readline()
+        assert line.startswith("{"), f"storm.mjs exited with {self.proc.poll()}: {line!r}"
+        answer = json.loads(line)
+        assert "error" not in answer, answer
+        return answer
+
+    def _ask(self, command: str) -> dict[str, Any]:
+        self.report()
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self._line()
+
+    def report(self) -> dict[str, Any]:
+        if self._report is None:
+            self._report = self._line()
+            assert self._report["ok"] + len(self._report["errors"]) == self.n, self._report
+        return self._report
+
+    def check(self) -> dict[str, Any]:
+        return self._ask("check")
+
+    def leave(self) -> dict[str, Any]:
+        left = self._ask("leave")
+        assert self.proc.wait(30) == 0 and left["leaveErrors"] == [], left
+        return left
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)

@@ -16,7 +16,6 @@ are exactly the rooms someone is in; no traceback in the cluster's log.
 """
 
 import collections
-import json
 import os
 import signal
 
@@ -24,6 +23,7 @@ import pytest
 from cluster_process import Cluster
 from storms import (
     STORM,
+    OfficialStorm,
     check_echoes,
     check_failures_have_codes,
     check_listings_match,
@@ -34,7 +34,7 @@ from storms import (
     seated_fraction,
     storm,
 )
-from test_cluster import embedded_redis, node
+from test_cluster import embedded_redis
 
 from greenroom.client import Client, MatchMakeError
 from greenroom.drivers.redis import RedisDriver
@@ -66,13 +66,12 @@ def freeze_then_kill_9(cluster, redis_pid, results):
 @pytest.mark.parametrize("fault", [kill_9, freeze_then_kill_9])
 def test_a_storm_of_official_and_python_clients_while_the_embedded_redis_dies(node_modules, fault):
     cluster = Cluster(2)
-    js = None
+    official = None
     try:
         cluster.wait_serving(2)
         driver = RedisDriver(embedded_redis(cluster))
         redis_pid = int(cluster.wait_for_log(r"embedded redis-server \(pid (\d+)\)")[0].group(1))
-        js = node("storm.mjs", "--client", "sdk17", "--endpoint", cluster.endpoint, "--room", "table",
-                  "--n", JS, "--timeout", 60000, "--deadline", 150000)
+        official = OfficialStorm(cluster.endpoint, JS)
         passed_over = []
 
         def redis_dies(results):
@@ -82,39 +81,35 @@ def test_a_storm_of_official_and_python_clients_while_the_embedded_redis_dies(no
             cluster.wait_for_log(r"embedded redis-server .* died .*restarting")
 
         results = storm([Client(cluster.endpoint)], STORM - JS, redis_dies)
-        official = json.loads(js.stdout.readline())
-        assert "error" not in official, official
-
-        failed = failures(results)
-        py_tally = check_failures_have_codes(failed, CODES)
-        js_tally = collections.Counter(e["code"] for e in official["errors"])
-        assert all(isinstance(code, int) for code in js_tally), official["errors"][:5]
-        assert set(js_tally) <= CODES, official["errors"][:5]
+        report = official.report()
         # Redis came back empty: the workers noticed their listings gone and listed them again
         cluster.wait_for_log(r"listings were missing; listing them again")
 
+        failed = failures(results)
+        py_tally = check_failures_have_codes(failed, CODES)
+        js_tally = collections.Counter(e["code"] for e in report["errors"])
+        assert all(isinstance(code, int) for code in js_tally), report["errors"][:5]
+        assert set(js_tally) <= CODES, report["errors"][:5]
+
         joined = joined_rooms(results)
         check_echoes(joined)
-        assert official["echoed"] == official["ok"], official["notEchoed"][:5]
-        assert official["ok"] + len(official["errors"]) == JS
+        js_check = official.check()
+        assert js_check["closed"] == [] and js_check["notEchoed"] == [], js_check
+        assert js_check["echoed"] == report["ok"]
 
         sizes = collections.Counter(room.room_id for room in joined)
-        sizes.update(official["rooms"])
-        not_full = check_rooms(sizes, len(failed) + len(official["errors"]), extra=passed_over[0])
+        sizes.update(report["rooms"])
+        not_full = check_rooms(sizes, len(failed) + len(report["errors"]), extra=passed_over[0])
         check_listings_match(lambda: driver.query("table"), set(sizes))
         assert "Traceback" not in cluster.log, cluster.log[-3000:]
         print(f"storm: python joined {len(joined)}, failed {dict(py_tally)}; sdk17 joined "
-              f"{official['ok']}, failed {dict(js_tally)}; rooms {len(sizes)}, not full {not_full}, "
+              f"{report['ok']}, failed {dict(js_tally)}; rooms {len(sizes)}, not full {not_full}, "
               f"passed over {passed_over[0]}")
-
-        js.stdin.write("\n")
-        js.stdin.flush()
-        left = json.loads(js.stdout.readline())
-        assert js.wait(30) == 0 and left["leaveErrors"] == [], left
         leave_all(joined)
+        official.leave()
     finally:
-        if js is not None and js.poll() is None:
-            js.kill()
+        if official is not None:
+            official.kill()
         if cluster.proc.poll() is None:
             cluster.stop()
 
@@ -124,18 +119,18 @@ def test_failures_of_the_official_client_carry_the_code(node_modules):
     refused with 520, MATCHMAKE_NO_HANDLER, and that code reaches the SDK's error as it reaches
     the Python client's)."""
     cluster = Cluster(2)
+    official = None
     try:
         cluster.wait_serving(2)
-        js = node("storm.mjs", "--client", "sdk17", "--endpoint", cluster.endpoint,
-                  "--room", "nosuchroom", "--n", 3, "--timeout", 10000)
-        official = json.loads(js.stdout.readline())
-        js.stdin.write("\n")
-        js.stdin.flush()
-        assert js.wait(30) == 0
-        assert official["ok"] == 0
-        assert [e["code"] for e in official["errors"]] == [ErrorCode.MATCHMAKE_NO_HANDLER] * 3
+        official = OfficialStorm(cluster.endpoint, 3, room="nosuchroom")
+        report = official.report()
+        official.leave()
+        assert report["ok"] == 0
+        assert [e["code"] for e in report["errors"]] == [ErrorCode.MATCHMAKE_NO_HANDLER] * 3
         with pytest.raises(MatchMakeError) as python:
             Client(cluster.endpoint).join_or_create("nosuchroom")
         assert python.value.code == ErrorCode.MATCHMAKE_NO_HANDLER
     finally:
+        if official is not None:
+            official.kill()
         cluster.stop()

@@ -1,15 +1,22 @@
 #!/usr/bin/env node
 // A join storm with an official client, for the storms under faults (tests/test_storms_js.py):
 // N clients joinOrCreate at once; each that joined sends "echo" with its sessionId and waits for
-// it to come back. Prints ONE JSON line with what happened, keeps the seats until a line arrives
-// on stdin, then leaves (consented) and prints a second JSON line {"left": n, "leaveErrors": [...]}.
+// it to come back. Prints ONE JSON line with what happened, then keeps the seats and reads
+// commands from stdin, one a line:
+//   check   -> every room not closed echoes once more; one JSON line {closed: [{index, roomId,
+//              code}], echoed, notEchoed}: closed are the rooms whose socket the server closed
+//              since they joined (e.g. their worker was killed)
+//   leave   -> leaves (consented) every room not closed, prints {"left": n, "leaveErrors": [...]}
+//              and exits.
 //
 //   node storm.mjs --client colyseusjs|sdk17|sdk18 --endpoint ws://127.0.0.1:PORT
 //                  [--n 300] [--room table] [--timeout 60000] [--deadline 150000]
 //
 // First line: {ok, errors: [{index, name, class, code, message}], rooms: {roomId: seats},
 // echoed, notEchoed: [{index, roomId, message}], warnings, info}. A client that joined but whose
-// echo did not come back within --timeout is counted in ok and listed in notEchoed.
+// echo did not come back within --timeout, or whose room closed first, is counted in ok and
+// listed in notEchoed.
+import { createInterface } from "node:readline";
 import {
   loadClient, parseArgs, withTimeout, describeError, captureConsole, emitAndExit,
 } from "./lib_common.mjs";
@@ -42,6 +49,9 @@ try {
   await new Promise(() => {});
 }
 
+const closed = [];
+let leaving = false;
+
 async function joinAndEcho(i) {
   const client = new lib.Client(args.endpoint);
   let room;
@@ -51,11 +61,20 @@ async function joinAndEcho(i) {
     return { i, error: describeError(e) };
   }
   room.onMessage("*", () => {});
-  const echoed = new Promise((resolve) => room.onMessage("echo", (message) => resolve(message)));
-  room.send("echo", room.sessionId);
+  room.onMessage("echo", (message) => room.echoWaiter?.(message));
+  room.onLeave((code) => {
+    if (!leaving) closed.push({ index: i, roomId: room.roomId, code });
+    room.echoWaiter?.({ closed: code }); // an echo it waits for will not come
+  });
+  return echo(i, room);
+}
+
+async function echo(i, room) {
+  const echoed = new Promise((resolve) => { room.echoWaiter = resolve; });
   try {
+    room.send("echo", room.sessionId);
     const back = await withTimeout(echoed, TIMEOUT, `echo #${i}`);
-    return { i, room, echoed: back === room.sessionId, message: back };
+    return { i, room, echoed: back === room.sessionId, message: JSON.stringify(back) };
   } catch (e) {
     return { i, room, echoed: false, message: describeError(e).message };
   }
@@ -74,10 +93,25 @@ for (const r of joined) out.rooms[r.room.roomId] = (out.rooms[r.room.roomId] ?? 
 process.stdout.write(JSON.stringify(out) + "\n");
 
 phase = "hold";
-await new Promise((resolve) => process.stdin.once("data", resolve));
+const lines = createInterface({ input: process.stdin });
+for await (const line of lines) {
+  if (line.trim() === "check") {
+    const gone = new Set(closed.map((c) => c.index));
+    const checks = await Promise.all(joined.filter((r) => !gone.has(r.i)).map((r) => echo(r.i, r.room)));
+    process.stdout.write(JSON.stringify({
+      closed, echoed: checks.filter((c) => c.echoed).length,
+      notEchoed: checks.filter((c) => !c.echoed).map((c) => ({ index: c.i, roomId: c.room.roomId, message: String(c.message) })),
+    }) + "\n");
+  } else if (line.trim() === "leave") {
+    break;
+  }
+}
 phase = "leave";
+leaving = true;
+const gone = new Set(closed.map((c) => c.index));
+const staying = joined.filter((r) => !gone.has(r.i));
 const leaveErrors = [];
-await Promise.all(joined.map(async (r) => {
+await Promise.all(staying.map(async (r) => {
   try {
     await withTimeout(r.room.leave(true), TIMEOUT, "leave()");
   } catch (e) {
@@ -85,4 +119,4 @@ await Promise.all(joined.map(async (r) => {
   }
 }));
 clearTimeout(deadline);
-emitAndExit({ left: joined.length - leaveErrors.length, leaveErrors }, 0);
+emitAndExit({ left: staying.length - leaveErrors.length, leaveErrors }, 0);
