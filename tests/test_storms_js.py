@@ -4,15 +4,18 @@ node) and 700 by the Python client, while the cluster's embedded Redis dies mid-
 with SIGKILL, or first frozen with SIGSTOP until 20 joins got 503 and then killed (the master
 starts it again, empty, on the same socket).
 
-Afterwards (tests/storms.py), over both kinds of clients: no room over its 4; every failure a
-protocol error code (503 while Redis is gone; the SDK's error carries the server's code; the
-master restarts Redis within milliseconds and redis-py retries once, so a storm often sees no
-failure at all); every
-joined client's echo came back; rooms not full at most ``1 + failed + passed over``, the last
-being the open rooms listed just before Redis died (their listings are gone until their worker's
-next heartbeat lists them again, 0.5 s, and joins meanwhile open new rooms beside them; no room
-can be created while Redis is down, creation takes its lock there); after the lease the listings
-are exactly the rooms someone is in; no traceback in the cluster's log.
+Afterwards (tests/storms.py), over both kinds of clients:
+
+* no room over its 4;
+* every failure a protocol error code: 503 while Redis is gone, and the SDK's error carries
+  the server's code (the master restarts a killed Redis within milliseconds and redis-py
+  retries once, so the kill alone often fails no join at all);
+* every joined client's echo comes back after the storm;
+* rooms not full at most ``1 + failed + passed over``: the open rooms listed just before Redis
+  died, and one more that may be in creation then, not listed yet. Their listings are gone
+  until their worker's next heartbeat lists them again (0.5 s) and joins meanwhile open new
+  rooms beside them; no room can be created while Redis is down, creation takes its lock there;
+* after the lease the listings are exactly the rooms someone is in; no traceback in the log.
 """
 
 import collections
@@ -99,7 +102,7 @@ def test_a_storm_of_official_and_python_clients_while_the_embedded_redis_dies(no
 
         sizes = collections.Counter(room.room_id for room in joined)
         sizes.update(report["rooms"])
-        not_full = check_rooms(sizes, len(failed) + len(report["errors"]), extra=passed_over[0])
+        not_full = check_rooms(sizes, len(failed) + len(report["errors"]), extra=passed_over[0] + 1)
         check_listings_match(lambda: driver.query("table"), set(sizes))
         assert "Traceback" not in cluster.log, cluster.log[-3000:]
         print(f"storm: python joined {len(joined)}, failed {dict(py_tally)}; sdk17 joined "
