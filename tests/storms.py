@@ -10,7 +10,7 @@ hang: the greenlets are joined with a timeout). The checks:
   filled, and each failed request or each lost seat can leave one more seat empty somewhere;
   a storm states what else it allows and why (``check_rooms(extra=...)``);
 * after the lease, the listings are exactly the live rooms (no listing without a room, no room
-  without its listing).
+  without its listing), and none is stale (its seat count behind its room's).
 """
 
 from __future__ import annotations
@@ -100,23 +100,33 @@ def check_rooms(sizes: collections.Counter, failed: int, extra: int = 0) -> int:
     return not_full
 
 
-def check_listings_match(query: Callable[[], Iterable[Any]], room_ids: set[str],
+def check_listings_match(query: Callable[[], Iterable[Any]], sizes: collections.Counter,
                          timeout: float = 10) -> None:
-    """After the lease the listings are exactly the live rooms ``room_ids``."""
-    last: list[set[str]] = [set()]
+    """After the lease the listings are exactly the live rooms (``sizes``: room id -> clients
+    in it), and none is stale: each counts at least the clients in its room (more only for
+    seats reserved and not yet taken, or never: they expire), exactly them when it is full."""
+    last: list[dict[str, int]] = [{}]
+
+    def wrong() -> list[str]:
+        listed = last[0]
+        return [f"{room_id}: listed {listed[room_id]}, in it {n}" for room_id, n in sizes.items()
+                if room_id in listed and (listed[room_id] < n
+                                          or (n == MAX_CLIENTS and listed[room_id] != n))]
 
     def match() -> bool:
         try:
-            last[0] = {listing.room_id for listing in query()}
+            last[0] = {listing.room_id: listing.clients for listing in query()}
         except Exception:  # noqa: BLE001 - a backend just restarted may refuse a moment
             return False
-        return last[0] == room_ids
+        return set(last[0]) == set(sizes) and not wrong()
 
     try:
         wait_until(match, timeout, interval=0.1)
     except AssertionError:
-        raise AssertionError(f"listings without a room: {sorted(last[0] - room_ids)[:5]}, "
-                             f"rooms without a listing: {sorted(room_ids - last[0])[:5]}") from None
+        listed = set(last[0])
+        raise AssertionError(f"listings without a room: {sorted(listed - set(sizes))[:5]}, rooms "
+                             f"without a listing: {sorted(set(sizes) - listed)[:5]}, stale "
+                             f"listings: {wrong()[:5]}") from None
 
 
 def leave_all(rooms: Iterable[Room]) -> None:
