@@ -359,7 +359,10 @@ class MatchMaker(RoomHosting, GroupSeating):
         if self.rpc is None or listing.process_id == self.process_id:
             return None
         try:
-            return self.rpc.call(listing.process_id, method, *args, timeout=self.rpc_timeout)
+            # with an id, a request delivered twice (redis-py sends a PUBLISH again when the
+            # connection drops before its reply) reserves one seat, not two
+            return self.rpc.call(listing.process_id, method, *args, timeout=self.rpc_timeout,
+                                 request_id=uuid.uuid4().hex)
         except RemoteProcessGone as exc:
             log.info("room %s: %s", listing.room_id, exc)
             return None

@@ -105,6 +105,30 @@ def test_requests_queued_in_one_process_behind_a_slow_creation_get_503_in_time(d
     assert a.matchmaker.join_or_create("slow", {}).room_id == seat.room_id
 
 
+def test_a_seat_request_delivered_twice_reserves_one_seat(deployment):
+    """redis-py sends a PUBLISH again when its connection drops before the reply, so another
+    process can receive a reserve_seat twice (the storm with a flaky Redis left rooms a seat
+    short). The request carries an id: the owner reserves once and answers both alike."""
+    a = deployment({"capped": Capped})
+    b = deployment({"capped": Capped})
+    listing = b.matchmaker.create_room("capped", {})
+    publish = a.presence.publish
+
+    def twice(channel, message):
+        publish(channel, message)
+        return publish(channel, message)
+
+    a.presence.publish = twice
+    seat = a.matchmaker.join_by_id(listing.room_id)
+    assert seat.process_id == b.process_id
+    a.presence.publish = publish
+    # one more call on the same channel: once it is answered, B has served both deliveries
+    # (pub/sub keeps a channel's order, and B serves requests in the order they arrive)
+    assert a.matchmaker.rpc.call(b.process_id, "reserve_reconnection", listing.room_id, "none",
+                                 timeout=5) is None
+    assert b.matchmaker.engine(listing.room_id).seats_taken == 1
+
+
 def test_a_create_its_target_did_not_answer_is_not_made_a_second_time(deployment):
     """A asks B (the least loaded) to create the room; B is slow and A's calls time out. B may
     have made the room, so A must not make one of its own: 503, and the retry joins B's."""
