@@ -7,7 +7,8 @@ hang: the greenlets are joined with a timeout). The checks:
 * every failure is a MatchMakeError with an integer protocol code (what a fault may explain);
 * every joined client has a working socket: its echo comes back;
 * rooms not full are bounded: with the cross-process creation lock one room at a time is being
-  filled, and each failed request or each lost seat can leave one more seat empty somewhere;
+  filled, and each failed request, each lost seat or each seat request whose answer was lost
+  (``unanswered_seats``) can leave one more seat empty somewhere;
   a storm states what else it allows and why (``check_rooms(extra=...)``);
 * after the lease, the listings are exactly the live rooms (no listing without a room, no room
   without its listing), and none is stale (its seat count behind its room's).
@@ -98,6 +99,12 @@ def check_rooms(sizes: collections.Counter, failed: int, extra: int = 0) -> int:
     not_full = sum(1 for n in sizes.values() if n < MAX_CLIENTS)
     assert not_full <= 1 + failed + extra, (not_full, failed, extra)
     return not_full
+
+
+def unanswered_seats(*logs: str) -> int:
+    """Seat reservations asked of another process whose answer never came (the caller logs it
+    and looks elsewhere): the owner may have reserved a seat nobody takes until it expires."""
+    return sum(log.count("did not answer reserve_seat") for log in logs)
 
 
 def check_listings_match(query: Callable[[], Iterable[Any]], sizes: collections.Counter,

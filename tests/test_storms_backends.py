@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import collections
 import os
-import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -44,6 +43,7 @@ from storms import (
     leave_all,
     seated_fraction,
     storm,
+    unanswered_seats,
 )
 
 from greenroom.client import Client, MatchMakeError
@@ -119,7 +119,7 @@ def after_storm(results: dict[int, Any], listings_url: str, processes: list[Clus
     check_echoes(joined)
     sizes = collections.Counter(room.room_id for room in joined)
     # a seat reserved by an owner whose answer was lost (the caller logs it and looks elsewhere)
-    unanswered = sum(len(re.findall(r"did not answer reserve_seat", p.log)) for p in processes)
+    unanswered = unanswered_seats(*(p.log for p in processes))
     not_full = check_rooms(sizes, len([e for e in failed if not busy(e)]), extra + unanswered)
     driver = driver_from_url(listings_url)
     try:

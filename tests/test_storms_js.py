@@ -11,7 +11,8 @@ Afterwards (tests/storms.py), over both kinds of clients:
   the server's code (the master restarts a killed Redis within milliseconds and redis-py
   retries once, so the kill alone often fails no join at all);
 * every joined client's echo comes back after the storm;
-* rooms not full at most ``1 + failed + passed over``: the open rooms listed just before Redis
+* rooms not full at most ``1 + failed + unanswered + passed over`` (unanswered: seat requests
+  to another worker whose answer was lost, see tests/storms.py); passed over: the open rooms listed just before Redis
   died, and one more that may be in creation then, not listed yet. Their listings are gone
   until their worker's next heartbeat lists them again (0.5 s) and joins meanwhile open new
   rooms beside them; no room can be created while Redis is down, creation takes its lock there;
@@ -36,6 +37,7 @@ from storms import (
     leave_all,
     seated_fraction,
     storm,
+    unanswered_seats,
 )
 from test_cluster import embedded_redis
 
@@ -102,7 +104,8 @@ def test_a_storm_of_official_and_python_clients_while_the_embedded_redis_dies(no
 
         sizes = collections.Counter(room.room_id for room in joined)
         sizes.update(report["rooms"])
-        not_full = check_rooms(sizes, len(failed) + len(report["errors"]), extra=passed_over[0] + 1)
+        not_full = check_rooms(sizes, len(failed) + len(report["errors"]),
+                               extra=passed_over[0] + 1 + unanswered_seats(cluster.log))
         check_listings_match(lambda: driver.query("table"), sizes)
         assert "Traceback" not in cluster.log, cluster.log[-3000:]
         print(f"storm: python joined {len(joined)}, failed {dict(py_tally)}; sdk17 joined "
