@@ -109,6 +109,14 @@ class RoomHosting:
                 writer.listing.lease_expires_at = time.time() + self.lease
             writer.relist()
 
+    def resync_stale_listings(self) -> None:
+        """Write again, whole, the listings whose last write failed (a backend outage that kept
+        the stored listings, as a MongoDB restart does: nothing else would correct their old
+        seat counts while the room does not change)."""
+        for writer in list(self._listings.values()):
+            if writer.stale:
+                writer.relist()
+
     # -- creating ---------------------------------------------------------------------------------
     def _create_room(self, definition: RoomDefinition, options: dict[str, Any], *,
                      seats: list[dict[str, Any]] | None = None, room_id: str | None = None,

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .drivers.base import Driver
+from .drivers.base import Driver, DriverUnavailable
 from .drivers.listing import RoomListing
 
 log = logging.getLogger("greenroom.matchmaker")
@@ -38,6 +38,9 @@ class ListingWriter:
         self._pending: dict[str, Any] = {}
         self._relist = False
         self._busy = False
+        #: A write failed: the stored listing may hold old values until it is written whole
+        #: again (``MatchMaker.resync_stale_listings``, at each heartbeat).
+        self.stale = False
 
     @property
     def room_id(self) -> str:
@@ -91,6 +94,7 @@ class ListingWriter:
                     except BaseException:
                         self._relist = True  # still to do: the next write tries again
                         raise
+                    self.stale = False
                 else:
                     changes, self._pending = self._pending, {}
                     if self._write(changes):
@@ -105,8 +109,13 @@ class ListingWriter:
     def _write(self, changes: dict[str, Any]) -> bool:
         try:
             self.driver.update(self.room_id, **changes)
+        except DriverUnavailable as exc:  # an outage, not a bug: one line; the resync after it
+            log.warning("room %s: listing update %s failed: %s", self.room_id, sorted(changes), exc)
+            self.stale = True
+            return False
         except Exception:  # noqa: BLE001 - the room keeps playing; the lease renews the listing
             log.exception("room %s: listing update %s failed", self.room_id, sorted(changes))
+            self.stale = True
             return False
         return True
 

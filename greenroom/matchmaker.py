@@ -288,27 +288,30 @@ class MatchMaker(RoomHosting, GroupSeating):
     def _creation_lock(self, definition: RoomDefinition, options: Mapping[str, Any]) -> Iterator[Any]:
         """Serialise creation per name and filters: in this process by a semaphore (no Redis
         round trip for local contention), across processes by a renewed presence lock. Never
-        goes on without it: a lock that cannot be had in time is a 503."""
+        goes on without it: a lock that cannot be had in time is a 503. The wait for both
+        together is ``creation_lock_wait``: requests queued in this process behind a slow holder
+        (Redis slowed down) get their 503 too, rather than waiting until their client gives up."""
         key = (definition.name, repr(sorted(definition.creation_filters(options).items(), key=repr)))
         entry = self._creation_locks.get(key)
         if entry is None:
             entry = self._creation_locks[key] = [Semaphore(), 0]
         entry[1] += 1  # users of this lock; the entry goes when the last one is done
+        deadline = time.monotonic() + self.creation_lock_wait
         try:
-            with entry[0]:
+            if not entry[0].acquire(timeout=self.creation_lock_wait):
+                raise self._creation_busy(definition)
+            try:
                 if self.rpc is None:
                     yield True
                     return
                 with self.presence.lock("greenroom:create:" + "|".join(key),
                                         ttl=self.creation_lock_ttl,
-                                        wait=self.creation_lock_wait) as lease:
+                                        wait=max(0.0, deadline - time.monotonic())) as lease:
                     if not lease:
-                        log.warning("matchmaker: creation lock for %s not acquired in %g s; "
-                                    "answering 503", definition.name, self.creation_lock_wait)
-                        raise ServiceUnavailable(
-                            f'room creation for "{definition.name}" is busy (lock not acquired '
-                            f"in {self.creation_lock_wait:g} s); try again")
+                        raise self._creation_busy(definition)
                     yield lease
+            finally:
+                entry[0].release()
         finally:
             entry[1] -= 1
             if entry[1] == 0:
@@ -325,6 +328,12 @@ class MatchMaker(RoomHosting, GroupSeating):
                                          "(Redis unreachable, or this process stalled); try again")
             singleton.check(self.driver, definition, options, method)
             yield
+
+    def _creation_busy(self, definition: RoomDefinition) -> ServiceUnavailable:
+        log.warning("matchmaker: creation lock for %s not acquired in %g s; answering 503",
+                    definition.name, self.creation_lock_wait)
+        return ServiceUnavailable(f'room creation for "{definition.name}" is busy (lock not '
+                                  f"acquired in {self.creation_lock_wait:g} s); try again")
 
     def _auth(self, definition: RoomDefinition, options: dict[str, Any], request: Any,
               auth: Any) -> Any:
@@ -375,7 +384,10 @@ class MatchMaker(RoomHosting, GroupSeating):
         if self.rpc is None or listing.process_id == self.process_id:
             return None
         try:
-            return self.rpc.call(listing.process_id, method, *args, timeout=self.rpc_timeout)
+            # with an id, a request delivered twice (redis-py sends a PUBLISH again when the
+            # connection drops before its reply) reserves one seat, not two
+            return self.rpc.call(listing.process_id, method, *args, timeout=self.rpc_timeout,
+                                 request_id=uuid.uuid4().hex)
         except RemoteProcessGone as exc:
             log.info("room %s: %s", listing.room_id, exc)
             return None

@@ -252,12 +252,15 @@ class Server:
         return len(rooms), sum(len(room.clients) for room in rooms)
 
     def _listings_renewed(self, renewed: int) -> None:
-        """After each heartbeat: list again the rooms a backend outage lost."""
+        """After each heartbeat: list again the rooms a backend outage lost, or whose last
+        listing write it made fail."""
         held = len(self.matchmaker.rooms)
         if renewed < held:
             log.info("process %s: %d of %d listings were missing; listing them again",
                      self.process_id, held - renewed, held)
             self.matchmaker.resync_listings()
+        else:
+            self.matchmaker.resync_stale_listings()
 
     def health(self) -> dict[str, Any]:
         rooms = list(self.matchmaker.rooms.values())

@@ -87,6 +87,48 @@ def test_the_creation_lock_outlives_its_ttl_and_is_never_skipped(deployment):
     assert a.matchmaker.join_or_create("slow", {}).room_id == seat.room_id
 
 
+def test_requests_queued_in_one_process_behind_a_slow_creation_get_503_in_time(deployment):
+    """The in-process half of the creation lock is bounded by the same wait as the Redis half:
+    a request queued behind a creation that takes too long (Redis slowed, a slow on_create)
+    answers 503 within ``creation_lock_wait``, not when its client gives up (issue 13's storm
+    with a slow Redis found requests waiting there unbounded)."""
+    cls = slow()
+    a = deployment({"slow": cls})
+    a.matchmaker.creation_lock_wait = 0.7
+    first = gevent.spawn(a.matchmaker.join_or_create, "slow", {})
+    assert cls.entered.wait(10)
+    with gevent.Timeout(5, AssertionError("the queued request waited past creation_lock_wait")):
+        with pytest.raises(ServiceUnavailable, match="busy"):
+            a.matchmaker.join_or_create("slow", {})
+    cls.release.set()
+    seat = first.get(timeout=10)
+    assert a.matchmaker.join_or_create("slow", {}).room_id == seat.room_id
+
+
+def test_a_seat_request_delivered_twice_reserves_one_seat(deployment):
+    """redis-py sends a PUBLISH again when its connection drops before the reply, so another
+    process can receive a reserve_seat twice (the storm with a flaky Redis left rooms a seat
+    short). The request carries an id: the owner reserves once and answers both alike."""
+    a = deployment({"capped": Capped})
+    b = deployment({"capped": Capped})
+    listing = b.matchmaker.create_room("capped", {})
+    publish = a.presence.publish
+
+    def twice(channel, message):
+        publish(channel, message)
+        return publish(channel, message)
+
+    a.presence.publish = twice
+    seat = a.matchmaker.join_by_id(listing.room_id)
+    assert seat.process_id == b.process_id
+    a.presence.publish = publish
+    # one more call on the same channel: once it is answered, B has served both deliveries
+    # (pub/sub keeps a channel's order, and B serves requests in the order they arrive)
+    assert a.matchmaker.rpc.call(b.process_id, "reserve_reconnection", listing.room_id, "none",
+                                 timeout=5) is None
+    assert b.matchmaker.engine(listing.room_id).seats_taken == 1
+
+
 def test_a_create_its_target_did_not_answer_is_not_made_a_second_time(deployment):
     """A asks B (the least loaded) to create the room; B is slow and A's calls time out. B may
     have made the room, so A must not make one of its own: 503, and the retry joins B's."""

@@ -360,6 +360,22 @@ def test_mongo_outage_raises_then_recovers(mongo_server, mongo_driver):
     assert ids(mongo_driver.query("chat")) == ["r1", "r2"]
 
 
+def test_a_redis_register_retried_after_its_reply_was_lost_is_not_a_second_room(redis_driver):
+    """redis-py sends a command again when its connection drops before the reply: the retried
+    register of the very same listing succeeds (it is done already) instead of refusing the
+    room as a duplicate (the storm with a flaky Redis, tests/test_storms_backends.py, got
+    "room ... is already listed" for a room it had just created). Any other listing with that
+    id is still refused (test_room_ids_are_unique)."""
+    item = listing("r1", clients=1, max_clients=4, lease_expires_at=time.time() + 30)
+    redis_driver.register(item)
+    redis_driver.register(item)
+    assert ids(redis_driver.query("chat")) == ["r1"]
+    assert ids(redis_driver.query("chat", available=True)) == ["r1"]
+    with pytest.raises(ValueError, match="r1"):
+        redis_driver.register(listing("r1", clients=2, max_clients=4,
+                                      lease_expires_at=item.lease_expires_at))
+
+
 def test_redis_driver_outage_raises_then_recovers(redis_server, redis_driver):
     redis_driver.register(listing("r1"))
     redis_server.stop()

@@ -100,3 +100,42 @@ def test_unreachable_mongo_at_start_exits_non_zero_naming_the_uri():
                            "--mongo-uri", uri], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "127.0.0.1" in proc.stderr and "cannot start" in proc.stderr
+
+
+def test_a_listing_update_lost_in_a_mongo_outage_is_written_after_it(serve_process, redis_server,
+                                                                     mongo_server, restart_after):
+    """MongoDB keeps its data across a restart, so nothing is missing to make the heartbeat list
+    the rooms again; the seat count a client's leave wrote while it was down must still be
+    written once it is back (the storm with a MongoDB restart found listings behind their
+    rooms, tests/test_storms_backends.py)."""
+    redis.Redis.from_url(redis_server.url).flushall()
+    proc, port = serve_process(APP, "--redis-url", redis_server.url, "--mongo-uri", mongo_server.uri)
+    client = Client(f"ws://127.0.0.1:{port}")
+    staying = client.join_or_create("capped")
+    leaving = client.join_or_create("capped")
+    assert leaving.room_id == staying.room_id
+    driver = driver_from_url(mongo_server.uri)
+    try:
+        with gevent.Timeout(10, AssertionError("the second seat was never listed")):
+            while driver.get(staying.room_id).clients != 2:
+                gevent.sleep(0.1)
+        restart_after(mongo_server)
+        mongo_server.stop()
+        leaving.leave()  # the listing update (clients 1) fails: MongoDB is down
+        with gevent.Timeout(20, AssertionError("the listing update did not fail")):
+            for line in proc.stderr:  # the server's log, read from here on
+                if "listing update" in line and "failed" in line:
+                    break
+        mongo_server.start()
+        with gevent.Timeout(10, AssertionError("the listing still counts the client who left")):
+            while True:
+                try:
+                    if driver.get(staying.room_id).clients == 1:
+                        break
+                except Exception:  # noqa: BLE001 - the driver reconnects
+                    pass
+                gevent.sleep(0.1)
+    finally:
+        driver.close()
+    staying.send("echo", "still here")
+    assert staying.wait_for_message("echo") == "still here"
