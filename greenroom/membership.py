@@ -279,12 +279,14 @@ class Membership:
         seats = self.seats
         assert seats is not None
         self.locked_full = not seats.has_free(self.room.max_clients)
+        # The gauge first: the listing write below may wait on Redis, and a client that already
+        # has its JOIN_ROOM must find itself counted by a scrape made meanwhile.
+        self._count_clients()
         # Both, always: listing writes are ordered, so the last one is the truth. Not when
         # the last seat went and the room disposes next: its listing is removed right after,
         # and lobbies see it go (``-``) without an empty room first, as with Colyseus.
         if not self.will_dispose():
             self.sync_listing(clients=seats.taken, locked=self.locked)
-        self._count_clients()
 
     def _count_clients(self) -> None:
         """Bring the clients gauge to this room's sockets (it moves by the difference)."""

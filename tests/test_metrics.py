@@ -7,6 +7,7 @@ import sys
 from queue import Queue
 
 import gevent
+import gevent.event
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -246,3 +247,32 @@ def test_a_stopped_redis_counts_backend_errors(greenroom_boot, redis_server):
     assert value(after, "greenroom_listings_up") == 0  # the scrape itself could not read them
     assert delta(before, after, "greenroom_join_failures_total", method="joinOrCreate",
                  code="503") == 1
+
+
+def test_a_joined_client_is_counted_while_its_rooms_listing_write_still_waits(greenroom_boot):
+    """The clients gauge moves in the same step as the JOIN_ROOM, not after the listing write
+    that follows it, which may wait on Redis (a scrape then undercounted: seen under gunicorn)."""
+    from greenroom.drivers.local import LocalDriver
+
+    release = gevent.event.Event()
+
+    class SlowListings(LocalDriver):
+        slow = False
+
+        def update(self, room_id, **changes):
+            if self.slow:
+                release.wait(10)  # as a write to a slow Redis would
+            return super().update(room_id, **changes)
+
+    driver = SlowListings()
+    server = Server(metrics=Metrics(), driver=driver)
+    server.define("table", Table)
+    test = greenroom_boot(server)
+    try:
+        client = test.client(state_decoder=None)
+        seat = client.matchmake("joinOrCreate", "table")
+        driver.slow = True  # from the socket's join on
+        client.consume_seat_reservation(seat)  # back once JOIN_ROOM arrived
+        assert rooms_and_clients(scrape(test), "table")[1] == 1
+    finally:
+        release.set()
