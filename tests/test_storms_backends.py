@@ -1,6 +1,7 @@
 """Storms under faults over two separate ``greenroom serve`` processes sharing Redis presence and
-Redis or MongoDB listings (issue 13): 1,000 concurrent joinOrCreate with the Python client, half
-asked of each process, while Redis restarts, MongoDB restarts, or Redis is reached through a
+Redis or MongoDB listings (issue 13): 1,000 concurrent joinOrCreate, 700 by the Python client
+(half asked of each process) and 300 by the official @colyseus/sdk 0.17 (tests/js/storm.mjs,
+asked of the second process), while Redis restarts, MongoDB restarts, or Redis is reached through a
 proxy that adds 50 ms to every chunk and cuts connections now and then.
 
 Afterwards (tests/storms.py): no room over its 4; every failure a MatchMakeError with a protocol
@@ -34,6 +35,7 @@ from cluster_process import Cluster
 from proxy import SlowProxy
 from storms import (
     STORM,
+    OfficialStorm,
     check_echoes,
     check_failures_have_codes,
     check_listings_match,
@@ -55,6 +57,8 @@ from servers import wait_until
 pytestmark = pytest.mark.timeout(120)
 
 APP = os.path.join("tests", "apps", "capped.py") + ":server"
+#: The share of the storm the official client makes.
+JS = 300
 ROOM = "capped"
 #: What a fault may answer: 503 (backend unavailable, creation lock lost or busy, an owner that
 #: did not answer a create in time).
@@ -106,16 +110,26 @@ def busy(result: Any) -> bool:
 
 
 def after_storm(results: dict[int, Any], listings_url: str, processes: list[Cluster],
-                extra: int = 0) -> dict[str, Any]:
-    """The checks of tests/storms.py; a summary for the report."""
+                official: OfficialStorm, extra: int = 0) -> dict[str, Any]:
+    """The checks of tests/storms.py over both clients' joins; a summary for the report."""
+    report = official.report()
     failed = failures(results)
     tally = check_failures_have_codes(failed, FAULT_CODES)
+    js_tally = collections.Counter(error["code"] for error in report["errors"])
+    assert set(js_tally) <= FAULT_CODES, report["errors"][:5]
     joined = joined_rooms(results)
     check_echoes(joined)
+    js_check = official.check()
+    assert js_check["closed"] == [] and js_check["notEchoed"] == [], js_check
+    assert js_check["echoed"] == report["ok"]
     sizes = collections.Counter(room.room_id for room in joined)
+    sizes.update(report["rooms"])
     # a seat reserved by an owner whose answer was lost (the caller logs it and looks elsewhere)
     unanswered = unanswered_seats(*(p.log for p in processes))
-    not_full = check_rooms(sizes, len([e for e in failed if not busy(e)]), extra + unanswered)
+    # The SDK's errors carry the code, not our "busy" wording: each counts as a failure that
+    # may hold a seat (a looser bound, never a tighter one).
+    seat_failures = len([e for e in failed if not busy(e)]) + len(report["errors"])
+    not_full = check_rooms(sizes, seat_failures, extra + unanswered)
     driver = driver_from_url(listings_url)
     try:
         check_listings_match(lambda: driver.query(ROOM), sizes)
@@ -124,18 +138,34 @@ def after_storm(results: dict[int, Any], listings_url: str, processes: list[Clus
     for process in processes:
         assert "Traceback" not in process.log, process.log[-3000:]
     leave_all(joined)
+    official.leave()
     summary = {"joined": len(joined), "failed": dict(tally),
-               "busy": sum(1 for e in failed if busy(e)), "rooms": len(sizes),
-               "not_full": not_full, "allowed_extra": extra, "unanswered": unanswered}
+               "busy": sum(1 for e in failed if busy(e)), "sdk17_joined": report["ok"],
+               "sdk17_failed": dict(js_tally), "rooms": len(sizes), "not_full": not_full,
+               "allowed_extra": extra, "unanswered": unanswered}
     print(f"storm: {summary}")
     return summary
+
+
+@pytest.fixture
+def official(node_modules) -> Iterator[Callable[[Cluster], OfficialStorm]]:
+    """Starts the official client's share of a storm against a process; killed at the end."""
+    started: list[OfficialStorm] = []
+
+    def start(process: Cluster) -> OfficialStorm:
+        started.append(OfficialStorm(process.endpoint, JS, room=ROOM))
+        return started[-1]
+
+    yield start
+    for storm_js in started:
+        storm_js.kill()
 
 
 def clients(processes: list[Cluster]) -> list[Client]:
     return [Client(process.endpoint) for process in processes]
 
 
-def test_storm_over_two_processes_while_redis_restarts(deployment, redis_server):
+def test_storm_over_two_processes_while_redis_restarts(deployment, redis_server, official):
     """Redis stops once a fifth of the storm is answered and starts again, empty, once 20 joins
     were answered 503."""
     processes = deployment(redis_server.url)
@@ -143,7 +173,7 @@ def test_storm_over_two_processes_while_redis_restarts(deployment, redis_server)
     passed_over = []
 
     def restart_redis(results):
-        wait_until(seated_fraction(results, 0.2), 60)
+        wait_until(seated_fraction(results, 0.2, STORM - JS), 60)
         # the rooms that may be passed over once it is back: the open ones listed now, and one
         # in creation (see the module docstring)
         passed_over.append(len(driver.query(ROOM, available=True)))
@@ -151,15 +181,17 @@ def test_storm_over_two_processes_while_redis_restarts(deployment, redis_server)
         wait_until(unavailable(results, 20), 30)
         redis_server.start()  # empty: it saves nothing
 
+    js = official(processes[1])
     try:
-        results = storm(clients(processes), STORM, restart_redis, room=ROOM)
+        results = storm(clients(processes), STORM - JS, restart_redis, room=ROOM)
     finally:
         driver.close()
-    summary = after_storm(results, redis_server.url, processes, extra=passed_over[0] + 1)
+    summary = after_storm(results, redis_server.url, processes, js, extra=passed_over[0] + 1)
     assert summary["failed"][503] >= 20
 
 
-def test_storm_over_two_processes_while_mongodb_restarts(deployment, redis_server, mongo_server):
+def test_storm_over_two_processes_while_mongodb_restarts(deployment, redis_server, mongo_server,
+                                                          official):
     """MongoDB (the listings) stops once a fifth of the storm is answered and starts again once
     5 joins were answered 503. Each listing query waits out the driver's server selection
     timeout (3 s) while Mongo is down, under the creation lock: joins queued behind it may get
@@ -167,17 +199,18 @@ def test_storm_over_two_processes_while_mongodb_restarts(deployment, redis_serve
     processes = deployment(redis_server.url, mongo_server.uri)
 
     def restart_mongodb(results):
-        wait_until(seated_fraction(results, 0.2), 60)
+        wait_until(seated_fraction(results, 0.2, STORM - JS), 60)
         mongo_server.stop()
         wait_until(unavailable(results, 5), 30)
         mongo_server.start()  # its data survive: the listings are still there
 
-    results = storm(clients(processes), STORM, restart_mongodb, room=ROOM)
-    summary = after_storm(results, mongo_server.uri, processes)
+    js = official(processes[1])
+    results = storm(clients(processes), STORM - JS, restart_mongodb, room=ROOM)
+    summary = after_storm(results, mongo_server.uri, processes, js)
     assert summary["failed"][503] >= 5
 
 
-def test_storm_over_two_processes_with_redis_slow_and_flaky(deployment, redis_server):
+def test_storm_over_two_processes_with_redis_slow_and_flaky(deployment, redis_server, official):
     """Redis turns slow (50 ms a chunk each way) and flaky (one chunk in 100 cuts its
     connection) once a fifth of the storm is answered, and stays so until the matchmakers shed
     the load: the first "busy" 503, creation_lock_wait (15 s) after the slowdown. Every join
@@ -187,14 +220,15 @@ def test_storm_over_two_processes_with_redis_slow_and_flaky(deployment, redis_se
         processes = deployment(proxy.url)
 
         def slow_and_flaky(results):
-            wait_until(seated_fraction(results, 0.2), 60)
+            wait_until(seated_fraction(results, 0.2, STORM - JS), 60)
             proxy.delay, proxy.drop_one_in = 0.05, 100
             wait_until(lambda: any(busy(r) for r in list(results.values())), 40)
             proxy.delay, proxy.drop_one_in = 0.0, 0
 
-        results = storm(clients(processes), STORM, slow_and_flaky, room=ROOM)
+        js = official(processes[1])
+        results = storm(clients(processes), STORM - JS, slow_and_flaky, room=ROOM)
         assert proxy.dropped > 0, "no connection was cut"
-        after_storm(results, redis_server.url, processes)
+        after_storm(results, redis_server.url, processes, js)
         print(f"cut {proxy.dropped} Redis connections")
     finally:
         proxy.close()
