@@ -376,6 +376,17 @@ def test_a_redis_register_retried_after_its_reply_was_lost_is_not_a_second_room(
                                       lease_expires_at=item.lease_expires_at))
 
 
+def test_a_register_retried_after_a_heartbeat_renewed_its_lease_is_not_a_second_room(redis_driver):
+    """The retry may come after the owner's heartbeat renewed the listing it had written (a
+    slow, flaky Redis: the storm then got 523 "the room could not be listed")."""
+    item = listing("r1", process_id="p1", clients=1, max_clients=4,
+                   lease_expires_at=time.time() + 30)
+    redis_driver.register(item)
+    assert redis_driver.renew("p1", 60) == 1  # the heartbeat, between the write and its retry
+    redis_driver.register(item)
+    assert ids(redis_driver.query("chat")) == ["r1"]
+
+
 def test_redis_driver_outage_raises_then_recovers(redis_server, redis_driver):
     redis_driver.register(listing("r1"))
     redis_server.stop()

@@ -103,9 +103,12 @@ local key = P .. 'listing:' .. id
 if redis.call('EXISTS', key) == 1 then
   -- the very same listing again is a retried call whose reply was lost (redis-py retries once
   -- on a dropped connection): it is done already. Anything else is a second room with this id.
+  -- Its lease is not compared: the owner's heartbeat may have renewed it in between.
   if redis.call('HLEN', key) * 2 ~= #ARGV - 3 then return 0 end
   for i = 4, #ARGV, 2 do
-    if redis.call('HGET', key, ARGV[i]) ~= ARGV[i + 1] then return 0 end
+    if ARGV[i] ~= 'lease_expires_at' and redis.call('HGET', key, ARGV[i]) ~= ARGV[i + 1] then
+      return 0
+    end
   end
   return 1
 end
