@@ -44,30 +44,22 @@ def env_seconds(name: str, default: float) -> float:
 def env_count(name: str, default: int) -> int:
     """The positive whole number in ``$name``, else ``default``."""
     raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigurationError(f"{name}={raw!r}: expected a positive whole number "
-                                 f"(default {default})")
-    return value
+    return _whole_number(name, raw, f"default {default}") if raw else default
 
 
 def env_limit(name: str) -> int | None:
     """The positive whole number in ``$name``, else None (no limit)."""
     raw = os.environ.get(name)
-    if not raw:
-        return None
+    return _whole_number(name, raw, "unset: no limit") if raw else None
+
+
+def _whole_number(name: str, raw: str, when_unset: str) -> int:
     try:
         value = int(raw)
     except ValueError:
         value = 0
     if value < 1:
-        raise ConfigurationError(f"{name}={raw!r}: expected a positive whole number "
-                                 "(unset: no limit)")
+        raise ConfigurationError(f"{name}={raw!r}: expected a positive whole number ({when_unset})")
     return value
 
 
