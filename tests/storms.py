@@ -185,6 +185,21 @@ class OfficialStorm:
     def check(self) -> dict[str, Any]:
         return self._ask("check")
 
+    def failure_codes(self, codes: Iterable[int]) -> collections.Counter:
+        """The SDK's failed joins by code: each an int (the server's code reached the client)
+        and one of ``codes``."""
+        report = self.report()
+        tally = collections.Counter(error["code"] for error in report["errors"])
+        assert all(isinstance(code, int) for code in tally), report["errors"][:5]
+        assert set(tally) <= set(codes), report["errors"][:5]
+        return tally
+
+    def check_all_echo(self) -> None:
+        """Every room the SDK joined echoes once more, and the server closed none meanwhile."""
+        checked = self.check()
+        assert checked["closed"] == [] and checked["notEchoed"] == [], checked
+        assert checked["echoed"] == self.report()["ok"]
+
     def leave(self) -> dict[str, Any]:
         left = self._ask("leave")
         assert self.proc.wait(30) == 0 and left["leaveErrors"] == [], left
