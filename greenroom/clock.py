@@ -81,8 +81,10 @@ class Timer:
 
 
 class Clock:
-    def __init__(self, post: Callable[..., None]) -> None:
+    def __init__(self, post: Callable[..., None],
+                 post_first: Callable[..., None] | None = None) -> None:
         self._post = post
+        self._post_first = post_first or post  # patch ticks: ahead of queued messages
         self._timers: set[Timer] = set()
         self._patch_ticks: set[patch_clock.PatchTick] = set()
         self.closed = False
@@ -111,7 +113,7 @@ class Clock:
         when ``wanted()`` (asked in the hub, so it must not block or switch) says so."""
         if self.closed:
             return None
-        tick = patch_clock.subscribe(interval_ms, callback, wanted, self._post)
+        tick = patch_clock.subscribe(interval_ms, callback, wanted, self._post_first)
         self._patch_ticks.add(tick)
         return tick
 

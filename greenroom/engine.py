@@ -135,7 +135,7 @@ class RoomEngine(Membership):
         self.room_id, self.name, self.process_id = room_id, name, process_id
         self.presence = presence
         self._inbox = Inbox(room_id, self._handler_failed)
-        self.clock = Clock(self.post)
+        self.clock = Clock(self.post, self._inbox.post_first)
         self.seats = Seats(room_id, self.clients, self.clock, self._seat_expired)
         self.phase = Phase.RUNNING
         self.meter = record.active.room(name)

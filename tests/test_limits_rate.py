@@ -1,9 +1,9 @@
 """Messages per second per client (``Room.max_messages_per_second``, as Colyseus 0.17): a flooding
 client is cut with 4002 and one log line, and its room keeps patching the others on time.
 
-The server is a real ``greenroom serve`` (one process, and ``--workers 2``); the flooder is the
-official @colyseus/sdk 0.17 client (tests/js/flood.mjs) in its own process, so its send loop
-cannot delay the observers; the observers are Python clients in this process, which does
+The server is a real ``greenroom serve`` (one process, and ``--workers 2``); the flooder is an
+official client (colyseus.js 0.16, @colyseus/sdk 0.17 or 0.18; tests/js/flood.mjs) in its own
+process, so its send loop cannot delay the observers; the observers are Python clients in this process, which does
 nothing else while they record when each patch arrives.
 """
 
@@ -18,14 +18,16 @@ from greenroom.client import Client
 
 APP = os.path.join("tests", "apps", "limits.py") + ":server"
 PATCH_INTERVAL = 0.050  # Ticker.patch_rate (the default 50 ms)
-# The bound on the gap between two patches an observer receives is ten intervals (500 ms), set
-# to fail only when the flood stalled the room. Each of the flood's 10,000 messages costs the
-# room ~0.3 ms, so a flood that reached the room holds its patches back for seconds (measured
-# without the limit: gaps of 2.8 s); the 100 messages a second the limit lets in cost it ~30 ms.
-# With the limit the largest gap was 60 to 280 ms: one or two intervals, more when the flooder's
-# send loop and the other engineers' tests take this machine's two cores. No timing assertion
-# is made on throughput; the bound only separates "patched on time" from "stalled".
-MAX_GAP = 10 * PATCH_INTERVAL
+# "No patch gap beyond one patch interval": no patch comes more than one interval after its
+# time, so every gap between two patches an observer receives is under two intervals (a gap of
+# two is a skipped patch). Each of the flood's 10,000 messages costs the room ~0.3 ms, so a
+# flood that reached the room holds its patches back for seconds (measured without the limit:
+# gaps of 2.6 to 3.2 s). The 100 messages the limit lets in come as one burst: run back to
+# back, with the patch tick queued behind them, they made gaps of 57-94 ms; since the room's
+# line of execution lets the hub run every 5 ms and a patch tick goes ahead of queued messages
+# (greenroom/inbox.py, tested in tests/test_inbox.py) the largest gap is 53-70 ms, 75 ms with
+# both cores taken by two busy loops besides. No timing assertion is made on throughput.
+MAX_GAP = 2 * PATCH_INTERVAL
 FLOOD = 10_000
 
 
@@ -62,13 +64,15 @@ class Observer:
         return [b - a for a, b in zip(times, times[1:], strict=False)]
 
 
-def test_a_flooding_client_is_cut_with_4002_and_the_room_patches_the_others_on_time(server, run_js):
+@pytest.mark.parametrize("client,prefix", [("colyseusjs", ""), ("sdk17", ""), ("sdk18", "/v18")])
+def test_a_flooding_client_is_cut_with_4002_and_the_room_patches_the_others_on_time(
+        server, run_js, client, prefix):
     observers = [Observer(server.endpoint) for _ in range(3)]
     assert len({o.room.room_id for o in observers}) == 1
     for observer in observers:
         observer.wait_for_patches(3)
     started = time.monotonic()
-    flooder = gevent.spawn(run_js, "flood.mjs", "--client", "sdk17", "--endpoint", server.endpoint,
+    flooder = gevent.spawn(run_js, "flood.mjs", "--client", client, "--endpoint", server.endpoint + prefix,
                            "--room", "ticker", "--count", FLOOD, "--timeout", 5000)
     result = flooder.get(timeout=60)
     for observer in observers:

@@ -3,7 +3,7 @@
 ``ticker``: its state changes before every patch (so a patch goes out every ``patch_rate`` ms)
 and each ``spam`` message costs the room ~0.3 ms of work, as a handler that validates a move
 would: a flood that reached the room would stall its patches. ``capped``: rooms of four.
-``solo``: one room of ten in the whole deployment; ``per_mode``: one room of five per ``mode``.
+``/v18`` serves @colyseus/sdk 0.18. ``solo``: one room of ten in the whole deployment; ``per_mode``: one room of five per ``mode``.
 """
 
 import hashlib
@@ -51,7 +51,7 @@ class PerMode(Capped):
     max_clients = 5
 
 
-server = Server(heartbeat=0.5, lease=2.0, rpc_timeout=2.0)
+server = Server(dialects={"/v18": "v5"}, heartbeat=0.5, lease=2.0, rpc_timeout=2.0)
 server.define("ticker", Ticker)
 server.define("capped", Capped)
 server.define("solo", Solo).singleton()
