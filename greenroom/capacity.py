@@ -28,6 +28,16 @@ __all__ = ["ProcessCapacity", "ProcessFull"]
 log = logging.getLogger("greenroom.matchmaker")
 
 
+def _chosen(name: str, argument: int | None, variable: str) -> int | None:
+    setting = env_limit(variable)
+    if argument is None:
+        return setting
+    if setting is not None and setting != argument:
+        log.warning("Server(%s=%r) overrides %s=%d (--%s)", name, argument, variable, setting,
+                    name.replace("_", "-"))
+    return argument
+
+
 class ProcessFull(MatchMakeError):
     """This process (or every process) is at its room or client limit: 523 when nowhere else
     can take the room."""
@@ -52,9 +62,12 @@ class ProcessCapacity:
     @classmethod
     def from_environment(cls, max_rooms: int | None = None,
                          max_clients: int | None = None) -> ProcessCapacity:
-        """The arguments, else GREENROOM_MAX_ROOMS / GREENROOM_MAX_CLIENTS, else no limit."""
-        return cls(max_rooms if max_rooms is not None else env_limit("GREENROOM_MAX_ROOMS"),
-                   max_clients if max_clients is not None else env_limit("GREENROOM_MAX_CLIENTS"))
+        """The arguments, else GREENROOM_MAX_ROOMS / GREENROOM_MAX_CLIENTS (``--max-rooms``,
+        ``--max-clients``), else no limit. An argument that overrides a different setting says
+        so in one line: the operator who passed the flag would otherwise not know why it did
+        nothing."""
+        return cls(_chosen("max_rooms", max_rooms, "GREENROOM_MAX_ROOMS"),
+                   _chosen("max_clients", max_clients, "GREENROOM_MAX_CLIENTS"))
 
     @property
     def limited(self) -> bool:

@@ -51,6 +51,18 @@ def parse_workers(value: str) -> int:
     return number
 
 
+def parse_limit(value: str) -> int:
+    """A positive whole number (``--max-rooms``, ``--max-clients``)."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a positive whole number "
+                                         "(unset: no limit)")
+    return number
+
+
 def _env(*names: str, default: str | None = None) -> str | None:
     for name in names:
         if os.environ.get(name):
@@ -150,6 +162,15 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
                        help="connections one process (each worker) serves at once, room sockets "
                             "included; at the limit it stops accepting until one closes (env "
                             "GREENROOM_MAX_CONNECTIONS) [default: 10000]")
+    serve.add_argument("--max-rooms", type=parse_limit, default=None,
+                       help="rooms one process (each worker) holds; past it a room is created in "
+                            "another process, else the request gets 523 (env GREENROOM_MAX_ROOMS; "
+                            "a Server(max_rooms=) in the code wins) [default: no limit]")
+    serve.add_argument("--max-clients", type=parse_limit, default=None,
+                       help="seats one process (each worker) holds, reservations and seats kept "
+                            "for a reconnection included; past it as --max-rooms (env "
+                            "GREENROOM_MAX_CLIENTS; a Server(max_clients=) wins) "
+                            "[default: no limit]")
     serve.add_argument("--dialect", default=None,
                        help="wire dialect of the root endpoint: v3 (colyseus.js 0.16, "
                             "@colyseus/sdk 0.17) or v5 (@colyseus/sdk 0.18) (env GREENROOM_DIALECT) "
@@ -201,7 +222,9 @@ def _export_limits(args: argparse.Namespace) -> None:
     """Connection limits travel to the Server (and the workers) through the environment; it is
     checked here so that a bad setting is one line and exit 2, not a halt of the cluster."""
     for value, variable in ((args.header_timeout, "GREENROOM_HEADER_TIMEOUT"),
-                            (args.max_connections, "GREENROOM_MAX_CONNECTIONS")):
+                            (args.max_connections, "GREENROOM_MAX_CONNECTIONS"),
+                            (args.max_rooms, "GREENROOM_MAX_ROOMS"),
+                            (args.max_clients, "GREENROOM_MAX_CLIENTS")):
         if value is not None:
             os.environ[variable] = repr(value)
     if args.dialect:

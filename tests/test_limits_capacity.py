@@ -106,8 +106,12 @@ def test_two_processes_sharing_redis_fill_both_to_their_limit_then_answer_523(
     leave_all(rooms)
 
 
-def test_workers_2_fill_both_workers_to_their_limit_then_answer_523():
-    cluster = Cluster(2, target=APP, env={"GREENROOM_MAX_ROOMS": "5"})
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_workers_2_fill_both_workers_to_their_limit_then_answer_523(how):
+    if how == "flag":
+        cluster = Cluster(2, "--max-rooms", "5", target=APP)
+    else:
+        cluster = Cluster(2, target=APP, env={"GREENROOM_MAX_ROOMS": "5"})
     try:
         cluster.wait_serving(2)
         rooms, errors = storm([cluster.endpoint])
@@ -133,6 +137,34 @@ def test_a_bad_limit_is_one_line_and_exit_2(workers, variable, value):
     assert f"{variable}={value!r}: expected a positive whole number (unset: no limit)" in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("flag, value", [("--max-rooms", "lots"), ("--max-clients", "0")])
+def test_a_bad_limit_flag_is_one_line_and_exit_2(flag, value):
+    result = subprocess.run([*greenroom_command(), "serve", APP, flag, value, "--bind",
+                             f"127.0.0.1:{free_port()}"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert f"argument {flag}: {value!r}: expected a positive whole number" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_flag_seats_one_process_to_its_client_limit(serve_process):
+    _, port = serve_process(APP, "--max-clients", "6")
+    rooms, errors = storm([f"ws://127.0.0.1:{port}"], n=20)
+    assert len(rooms) == 6 and {e.code for e in errors} == {523} and len(errors) == 14
+    leave_all(rooms)
+
+
+def test_a_server_argument_overriding_the_setting_says_so(monkeypatch, caplog):
+    monkeypatch.setenv("GREENROOM_MAX_ROOMS", "5")
+    with caplog.at_level(logging.WARNING, logger="greenroom.matchmaker"):
+        assert Server(max_rooms=3).matchmaker.capacity.max_rooms == 3
+    assert "Server(max_rooms=3) overrides GREENROOM_MAX_ROOMS=5 (--max-rooms)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="greenroom.matchmaker"):
+        assert Server().matchmaker.capacity.max_rooms == 5
+    assert "overrides" not in caplog.text
 
 
 @pytest.mark.parametrize("value", [0, -1, 2.5, "10", True])
