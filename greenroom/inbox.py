@@ -118,17 +118,13 @@ class Inbox:
         items = self._items
         park = self._hub.switch
         clock = time.perf_counter
-        deadline = clock() + SLICE
+        deadline = 0.0  # when the hub's turn comes; 0.0: no backlog (the clock is not read)
         while not self.closed:
             if not items:
                 self._idle = True
                 park()  # until _wake: see the class docstring
-                deadline = clock() + SLICE
+                deadline = 0.0
                 continue
-            if clock() > deadline:
-                self._let_hub_run()
-                deadline = clock() + SLICE
-                continue  # the room may have been closed meanwhile
             fn, args, result = items.popleft()
             if fn is _STOP:
                 break
@@ -144,6 +140,13 @@ class Inbox:
             else:
                 if result is not None:
                     result.set(value)
+            if items:  # a backlog: a room answering one event at a time never reads the clock
+                now = clock()
+                if not deadline:
+                    deadline = now + SLICE
+                elif now > deadline:
+                    self._let_hub_run()
+                    deadline = 0.0
         if self._pause is not None:
             self._pause.close()
             self._pause = None
