@@ -9,6 +9,7 @@ join options, so a match room whose members do not share one band is a group spl
 import importlib.util
 import logging
 import os
+import sys
 from collections import Counter
 
 import gevent
@@ -228,6 +229,10 @@ def test_group_seats_in_a_room_another_process_creates_and_owns(deployment):
 
 # == the QueueRoom with real players ==============================================================
 def load_app():
+    """A fresh copy of the application, as ``greenroom serve`` loads it: its folder on sys.path
+    (it imports tests/apps/placements.py)."""
+    if os.path.dirname(APP_PATH) not in sys.path:
+        sys.path.insert(0, os.path.dirname(APP_PATH))
     spec = importlib.util.spec_from_file_location(f"queueing_{os.urandom(4).hex()}", APP_PATH)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -11,6 +11,8 @@ its options from the creating client (Colyseus' ``maxClients`` / ``allowReconnec
 
 import os
 
+from placements import HereFirst, RoundRobin
+
 from greenroom import Room, Server
 from greenroom.rooms import LobbyRoom, RelayRoom
 
@@ -25,30 +27,6 @@ class Game(Room):
 
     def on_join(self, client, options, auth):
         client.send("welcome", {"processId": self.process_id, "pid": os.getpid()})
-
-
-class HereFirst:
-    """Placement: new rooms in the process that took the request."""
-
-    def __init__(self, server):
-        self.server = server
-
-    def choose(self, name, options):
-        return self.server.process_id
-
-
-class RoundRobin:
-    """Placement: serving processes in turn (sorted by processId)."""
-
-    def __init__(self, server):
-        self.server = server
-
-    def choose(self, name, options):
-        serving = sorted(p.process_id for p in self.server.registry.alive_processes()
-                         if p.state == "serving")
-        if not serving:
-            return self.server.process_id
-        return serving[self.server.presence.incr("greenroom:test:round-robin") % len(serving)]
 
 
 server = Server(dialects={"/v18": "v5"}, heartbeat=0.5, lease=2.0, rpc_timeout=2.0)

@@ -1,19 +1,8 @@
 """A test application: rooms of four that say which process they live in."""
 
-import os
+from capped_room import Capped
 
-from greenroom import Room, Server
-
-
-class Capped(Room):
-    max_clients = 4
-
-    def on_create(self, options):
-        self.on_message("echo", lambda client, message: client.send("echo", message))
-
-    def on_join(self, client, options, auth):
-        client.send("welcome", {"processId": self.process_id, "pid": os.getpid()})
-
+from greenroom import Server
 
 server = Server(heartbeat=0.5, lease=2.0, rpc_timeout=2.0)
 server.define("capped", Capped)

@@ -7,7 +7,8 @@ would: a flood that reached the room would stall its patches. ``capped``: rooms 
 """
 
 import hashlib
-import os
+
+from capped_room import Capped
 
 from greenroom import Room, Server
 from greenroom.schema import Schema, field
@@ -31,16 +32,6 @@ class Ticker(Room):
         digest = b""
         for _ in range(800):  # ~0.3 ms of CPU
             digest = hashlib.sha256(digest + b"move").digest()
-
-
-class Capped(Room):
-    max_clients = 4
-
-    def on_create(self, options):
-        self.on_message("echo", lambda client, message: client.send("echo", message))
-
-    def on_join(self, client, options, auth):
-        client.send("welcome", {"processId": self.process_id, "pid": os.getpid()})
 
 
 class Solo(Capped):

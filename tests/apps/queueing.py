@@ -14,6 +14,8 @@ whatever their load.
 
 import os
 
+from placements import RoundRobin
+
 from greenroom import QueueRoom, Room, Server
 
 
@@ -44,21 +46,6 @@ class BandQueue(QueueRoom):
 
     def compare(self, entry, group):
         return entry.options.get("band") == group.members[0].options.get("band")
-
-
-class RoundRobin:
-    """Placement: serving processes in turn (sorted by processId)."""
-
-    def __init__(self, server):
-        self.server = server
-
-    def choose(self, name, options):
-        serving = sorted(p.process_id for p in self.server.registry.alive_processes()
-                         if p.state == "serving")
-        if not serving:
-            return self.server.process_id
-        turn = self.server.presence.incr("greenroom:test:round-robin")
-        return serving[turn % len(serving)]
 
 
 server = Server(dialects={"/v18": "v5"}, heartbeat=0.5, lease=2.0, rpc_timeout=2.0)
