@@ -77,6 +77,9 @@ class SlowProxy:
     it arrived, in order, so a pipelined connection is not serialised behind its own waits.
     Both can be changed at any time (a fault that starts and ends mid-storm). ``dropped``
     counts the connections cut, so a test can assert the fault really happened.
+
+    ``lose_reply_to(pattern)`` is the fault a retry must survive: the next command containing
+    ``pattern`` reaches the server, which runs it, and its reply is lost with the connection.
     """
 
     def __init__(self, target: tuple[str, int], delay: float = 0.0, drop_one_in: int = 0,
@@ -88,6 +91,8 @@ class SlowProxy:
         self.drop_one_in = drop_one_in
         self.dropped = 0
         self._random = random.Random(seed)
+        self._lose_after: bytes | None = None
+        self._losing: set[tuple[socket.socket, socket.socket]] = set()
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))
@@ -97,6 +102,9 @@ class SlowProxy:
         self._greenlets: list[gevent.Greenlet] = []
         self._links: list[tuple[socket.socket, socket.socket]] = []
         self._accepting = gevent.spawn(self._accept)
+
+    def lose_reply_to(self, pattern: bytes) -> None:
+        self._lose_after = pattern
 
     def _accept(self) -> None:
         while True:
@@ -125,6 +133,14 @@ class SlowProxy:
             except OSError:
                 data = b""
             if data and self.drop_one_in and self._random.randrange(self.drop_one_in) == 0:
+                self.dropped += 1
+                self._cut(link)
+                data = b""
+            elif data and source is link[0] and self._lose_after and self._lose_after in data:
+                self._lose_after = None
+                self._losing.add(link)  # forwarded: the server runs it; its reply is lost
+            elif data and source is link[1] and link in self._losing:
+                self._losing.discard(link)
                 self.dropped += 1
                 self._cut(link)
                 data = b""

@@ -9,6 +9,7 @@ import time
 import gevent
 import gevent.event
 import pytest
+from proxy import SlowProxy
 
 from greenroom.presence import PresenceUnavailable, from_env, from_url
 from greenroom.presence.local import LocalPresence
@@ -340,6 +341,33 @@ def test_lock_expires_with_its_holder(presence):
     with presence.lock("greenroom:test:lease", ttl=5, wait=2) as acquired:
         assert acquired
     assert not presence.delete_if("greenroom:test:lease", "dead-holder")
+
+
+def test_a_claim_is_idempotent_for_its_holder_and_refused_to_another(presence):
+    """What a resent SET of the lock finds: the key set by itself."""
+    assert presence.claim("greenroom:test:claim", "me", 5)
+    assert presence.claim("greenroom:test:claim", "me", 5)  # the resend: still mine
+    assert not presence.claim("greenroom:test:claim", "other", 5)
+    assert presence.delete_if("greenroom:test:claim", "me")
+    assert presence.claim("greenroom:test:claim", "other", 5)
+
+
+def test_a_lock_whose_reply_was_lost_is_held_not_orphaned(redis_server):
+    """Redis ran the SET of the lock but the reply was lost with its connection; redis-py
+    resends it on a new one. With SET NX the resend found the key taken (by us) and the name
+    stayed locked by nobody until its ttl ran out: every creation of that room name waited."""
+    proxy = SlowProxy(("127.0.0.1", redis_server.port))
+    presence = RedisPresence(proxy.url)
+    try:
+        presence.ping()
+        proxy.lose_reply_to(b"greenroom:test:lost-reply")
+        with presence.lock("greenroom:test:lost-reply", ttl=30, wait=1) as lease:
+            assert proxy.dropped == 1  # the fault happened: one reply lost, its connection cut
+            assert lease, "the resent claim of our own lock was taken for another's"
+        assert not presence.exists("greenroom:test:lost-reply")  # released, not left to expire
+    finally:
+        presence.close()
+        proxy.close()
 
 
 def test_100_greenlets_serialise_on_the_lock(presence):

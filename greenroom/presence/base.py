@@ -175,6 +175,16 @@ class Presence(ABC):
     def setnx_ex(self, key: str, value: str, seconds: float) -> bool:
         """Set ``key`` with an expiry only if it does not exist (SET NX PX); True if it was set."""
 
+    def claim(self, key: str, value: str, seconds: float) -> bool:
+        """Set ``key`` to ``value`` with an expiry unless it holds another value; True if it
+        holds ``value`` now. A lock is taken with this, not ``setnx_ex``: when the reply to a
+        SET NX is lost and the client resends it, the resent one finds the key set, by us, and
+        would say "taken"; the name would stay locked, by nobody, until the lock expired.
+
+        This default takes two steps; backends with retries override it with one atomic step.
+        """
+        return self.setnx_ex(key, value, seconds) or self.extend_if(key, value, seconds)
+
     @abstractmethod
     def delete_if(self, key: str, value: str) -> bool:
         """Delete ``key`` only if it still holds ``value`` (so an expired lock's late owner
@@ -198,11 +208,11 @@ class Presence(ABC):
         token = uuid.uuid4().hex
         deadline = time.monotonic() + wait
         delay = 0.002
-        acquired = self.setnx_ex(key, token, ttl)
+        acquired = self.claim(key, token, ttl)
         while not acquired and time.monotonic() < deadline:
             gevent.sleep(delay)
             delay = min(delay * 2, 0.05)
-            acquired = self.setnx_ex(key, token, ttl)
+            acquired = self.claim(key, token, ttl)
         lease = Lease(self, key, token, ttl, acquired)
         try:
             yield lease

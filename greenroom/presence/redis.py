@@ -40,6 +40,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+_CLAIM = """
+local held = redis.call('GET', KEYS[1])
+if not held then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+if held == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+return 0
+"""
+
 _EXTEND_IF = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
@@ -77,6 +84,7 @@ class RedisPresence(Presence):
         self._hincrbyex_script: Any = None
         self._delete_if_script: Any = None
         self._extend_if_script: Any = None
+        self._claim_script: Any = None
         self._pubsub_client: redis.Redis | None = None
         self._pubsub: Any = None
         self._pubsub_lock = gevent.lock.RLock()
@@ -334,6 +342,11 @@ class RedisPresence(Presence):
 
     def setnx_ex(self, key: str, value: str, seconds: float) -> bool:
         return bool(self._run(self.client.set, key, value, nx=True, px=_ms(seconds)))
+
+    def claim(self, key: str, value: str, seconds: float) -> bool:
+        if self._claim_script is None:
+            self._claim_script = self.client.register_script(_CLAIM)
+        return bool(self._run(self._claim_script, keys=[key], args=[value, _ms(seconds)]))
 
     def delete_if(self, key: str, value: str) -> bool:
         if self._delete_if_script is None:
