@@ -1,8 +1,9 @@
 """The reading half of greenroom's WebSocket: bytes from the peer into frames and messages.
 
-It exists because reading is where the time goes: gevent-websocket read every frame through
-pywsgi's rfile in several Python-level reads and validated UTF-8 in pure Python. Here frames are
-parsed from a buffer of our own, filled straight from the socket, and text is decoded once. What
+It exists because most of the D7 fixes are fixes to reading: gevent-websocket read every frame
+through pywsgi's rfile in several Python-level reads, unmasked it byte by byte, validated UTF-8
+in pure Python and took unmasked or oversized frames. Here frames are parsed and checked from a
+buffer of our own, filled by as few reads as the socket allows, and text is decoded once. What
 a frame means for the connection (close, ping, pong, the contract room code relies on) is
 websocket.py's; what goes out is wssend.py's.
 """
