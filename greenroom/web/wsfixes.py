@@ -10,7 +10,8 @@ The fixes live in three modules, re-exported here so that ``from greenroom.web.w
 Handler, WebSocket, apply`` keeps working:
 
 * :mod:`greenroom.web.websocket` -- :class:`WebSocket`, the fixed connection
-  ``environ["wsgi.websocket"]`` holds, and its connection contract;
+  ``environ["wsgi.websocket"]`` holds, and its connection contract (its reading half is in
+  :mod:`greenroom.web.wsread`, its sending half in :mod:`greenroom.web.wssend`);
 * :mod:`greenroom.web.handler` -- :class:`Handler`, the pywsgi handler to serve with (handshake,
   Unix-socket and error-path fixes, and the hand-off of sockets owned by a sibling worker);
 * :mod:`greenroom.web.unmask` -- the C unmasker.
@@ -36,7 +37,6 @@ from . import unmask
 from .handler import Handler
 from .unmask import UNMASK_IMPL, apply_mask, header_mask_payload, mask_implementations
 from .websocket import (
-    RECV_SIZE,
     ConnectionClosed,
     InvalidUTF8,
     MessageTooBig,
@@ -46,6 +46,7 @@ from .websocket import (
     WebSocketError,
     _close_payload,
 )
+from .wsread import RECV_SIZE, Reader
 from .wssend import Sender
 
 __all__ = [
@@ -177,7 +178,8 @@ def _live_handlers() -> list[type]:
 # Our implementations as defined, so that fixes_applied() also notices if someone replaces them
 # on WebSocket or Handler themselves.
 _IMPLEMENTATIONS: dict[type, dict[str, Any]] = {
-    WebSocket: {**vars(Sender), **vars(WebSocket)},  # the sending half lives in wssend.py
+    # the reading half lives in wsread.py, the sending half in wssend.py
+    WebSocket: {**vars(Reader), **vars(Sender), **vars(WebSocket)},
     Handler: dict(vars(Handler)),
 }
 
