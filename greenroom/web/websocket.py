@@ -22,7 +22,6 @@ bytes become frames and messages is wsread.py's (Reader); how frames go out is w
 
 from __future__ import annotations
 
-import logging
 import socket
 import struct
 import time
@@ -64,7 +63,6 @@ __all__ = [
 ]
 
 # The logger keeps the name it had before the module was split: logging configs refer to it.
-log = logging.getLogger("greenroom.web.wsfixes")
 
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024
 
