@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 import gevent
 import pytest
+from proxy import SlowProxy
 
 from greenroom.drivers import DriverUnavailable, LocalDriver, from_env, from_url
 from greenroom.drivers.listing import RoomListing
@@ -358,6 +359,53 @@ def test_mongo_outage_raises_then_recovers(mongo_server, mongo_driver):
     assert ids(mongo_driver.query("chat")) == ["r1"]  # same object, same data
     mongo_driver.register(listing("r2"))
     assert ids(mongo_driver.query("chat")) == ["r1", "r2"]
+
+
+@pytest.fixture
+def lossy_mongo(mongo_server):
+    """A MongoDriver behind a proxy that can lose one reply (tests/proxy.py)."""
+    proxy = SlowProxy(("127.0.0.1", mongo_server.port))
+    driver = MongoDriver(f"mongodb://127.0.0.1:{proxy.port}/greenroom_test",
+                         server_selection_timeout=1.0)
+    driver.clear()
+    try:
+        yield proxy, driver
+    finally:
+        driver.close()
+        proxy.close()
+
+
+def test_a_mongo_register_whose_reply_was_lost_is_listed_once_and_succeeds(lossy_mongo):
+    """MongoDB ran the insert; its reply was lost with the connection. pymongo retries writes
+    only on a replica set: the room being created used to answer 503 for one dropped
+    connection. Retried, the insert meets its own first write and takes it for done."""
+    proxy, driver = lossy_mongo
+    proxy.lose_reply_to(b"lost-room-1")
+    driver.register(listing("lost-room-1", process_id="p1"))
+    assert proxy.dropped == 1  # the fault happened
+    assert ids(driver.query("chat")) == ["lost-room-1"]
+    assert driver.get("lost-room-1").process_id == "p1"
+
+
+def test_a_mongo_register_retried_still_refuses_another_processes_room(lossy_mongo):
+    proxy, driver = lossy_mongo
+    driver.register(listing("taken-room-1", process_id="p2"))
+    proxy.lose_reply_to(b"taken-room-1")
+    with pytest.raises(ValueError, match="already listed"):
+        driver.register(listing("taken-room-1", process_id="p1"))
+    assert proxy.dropped == 1
+    assert driver.get("taken-room-1").process_id == "p2"
+
+
+def test_mongo_updates_and_queries_survive_one_lost_reply(lossy_mongo):
+    proxy, driver = lossy_mongo
+    driver.register(listing("busy-room-1", max_clients=4))
+    proxy.lose_reply_to(b"busy-room-1")
+    driver.update("busy-room-1", clients=3)
+    assert proxy.dropped == 1
+    proxy.lose_reply_to(b"chat")
+    assert [(item.room_id, item.clients) for item in driver.query("chat")] == [("busy-room-1", 3)]
+    assert proxy.dropped == 2
 
 
 def test_a_redis_register_retried_after_its_reply_was_lost_is_not_a_second_room(redis_driver):

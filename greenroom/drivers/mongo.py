@@ -28,13 +28,19 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import mongoengine as me
-from pymongo.errors import ConnectionFailure, DuplicateKeyError
+from pymongo.errors import (
+    AutoReconnect,
+    ConnectionFailure,
+    DuplicateKeyError,
+    NetworkTimeout,
+    ServerSelectionTimeoutError,
+)
 from pymongo.uri_parser import parse_uri
 
 from ..metrics import record
@@ -44,6 +50,7 @@ from .listing import RoomListing
 from .local import check_changes, check_sort, is_available
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ALIAS = "greenroom"
 OPEN_INDEX = "greenroom_open"
@@ -166,6 +173,25 @@ class MongoDriver(Driver):
                 f"MongoDB at {self.safe_url} unavailable ({what}): {exc}"
             ) from exc
 
+    def _once_more(self, what: str, operation: Callable[[], T]) -> T:
+        """Run ``operation``, again once if its connection was lost under it.
+
+        pymongo retries a write only on a replica set; on a standalone server (and on
+        SecantusDB) one dropped connection, a restarted load balancer's say, made the room
+        being created answer 503. Only a lost connection is retried: a server not found or
+        not answering in time is an outage, and waiting twice for it would only delay the 503.
+        Every operation here is idempotent, or (``register``) recognises its own first write.
+        """
+        with self._available(what):
+            try:
+                return operation()
+            except (ServerSelectionTimeoutError, NetworkTimeout):
+                raise
+            except AutoReconnect as exc:
+                log.info("MongoDB at %s: connection lost during %s (%s); retrying once",
+                         self.safe_url, what, exc)
+                return operation()
+
     def ping(self) -> None:
         """Raise DriverUnavailable unless the server answers: a start-up check."""
         collection = self.collection
@@ -188,11 +214,26 @@ class MongoDriver(Driver):
         )
         document.validate()
         collection = self.collection
-        try:
-            with self._available("register"):
-                collection.insert_one(document.to_mongo().to_dict())
-        except DuplicateKeyError:
-            raise ValueError(f"room {listing.room_id} is already listed") from None
+        fields = document.to_mongo().to_dict()
+        attempts = 0
+
+        def insert() -> None:
+            nonlocal attempts
+            attempts += 1
+            try:
+                collection.insert_one(dict(fields))
+            except DuplicateKeyError:
+                if attempts > 1 and self._listed_by(listing.room_id, listing.process_id):
+                    return  # our first insert landed; only its reply was lost
+                raise ValueError(f"room {listing.room_id} is already listed") from None
+
+        self._once_more("register", insert)
+
+    def _listed_by(self, room_id: str, process_id: str) -> bool:
+        """Whether ``room_id`` is listed by ``process_id``: room ids are drawn at random by
+        their process, so that listing can only be the process's own earlier write."""
+        stored = self.collection.find_one({"roomId": {"$eq": room_id}}, {"processId": 1})
+        return stored is not None and stored.get("processId") == process_id
 
     def update(self, room_id: str, **changes: Any) -> None:
         check_changes(changes)
@@ -205,27 +246,25 @@ class MongoDriver(Driver):
             values["filterKeys"] = {"$literal": filter_keys(changes["filters"])}
         pipeline = [{"$set": values}, {"$set": {"open": _OPEN}}]
         collection = self.collection
-        with self._available("update"):
-            collection.update_one({"roomId": {"$eq": room_id}}, pipeline)
+        self._once_more("update", lambda: collection.update_one({"roomId": {"$eq": room_id}},
+                                                                pipeline))
 
     def remove(self, room_id: str) -> None:
         collection = self.collection
-        with self._available("remove"):
-            collection.delete_one({"roomId": {"$eq": room_id}})
+        self._once_more("remove", lambda: collection.delete_one({"roomId": {"$eq": room_id}}))
 
     def renew(self, process_id: str, ttl: float) -> int:
         collection = self.collection
-        with self._available("renew"):
-            result = collection.update_many(
-                {"processId": {"$eq": process_id}},
-                {"$set": {"leaseExpiresAt": _date(time.time() + ttl)}},
-            )
+        result = self._once_more("renew", lambda: collection.update_many(
+            {"processId": {"$eq": process_id}},
+            {"$set": {"leaseExpiresAt": _date(time.time() + ttl)}},
+        ))
         return result.matched_count
 
     def cleanup(self, process_id: str) -> int:
         collection = self.collection
-        with self._available("cleanup"):
-            return collection.delete_many({"processId": {"$eq": process_id}}).deleted_count
+        return self._once_more("cleanup", lambda: collection.delete_many(
+            {"processId": {"$eq": process_id}}).deleted_count)
 
     def clear(self) -> None:
         collection = self.collection
@@ -235,11 +274,10 @@ class MongoDriver(Driver):
     # -- reads ---------------------------------------------------------------------------
     def get(self, room_id: str) -> RoomListing | None:
         collection = self.collection
-        with self._available("get"):
-            document = collection.find_one(
-                {"roomId": {"$eq": room_id}, "leaseExpiresAt": {"$gt": _date(time.time())}},
-                {"_id": 0},
-            )
+        document = self._once_more("get", lambda: collection.find_one(
+            {"roomId": {"$eq": room_id}, "leaseExpiresAt": {"$gt": _date(time.time())}},
+            {"_id": 0},
+        ))
         return None if document is None else self._decode(document)
 
     def query(
@@ -254,12 +292,14 @@ class MongoDriver(Driver):
         if limit is not None and limit <= 0:
             return []
         projection = {"_id": 0, "open": 0, "filterKeys": 0}
-        cursor = self.collection.find(_criteria(name, filters, available), projection)
-        cursor = cursor.sort(_sort_spec(sort))
-        if limit is not None:
-            cursor = cursor.limit(limit)
-        with self._available("query"):
-            documents = list(cursor)
+        collection = self.collection
+
+        def find() -> list[Any]:
+            cursor = collection.find(_criteria(name, filters, available), projection)
+            cursor = cursor.sort(_sort_spec(sort))
+            return list(cursor.limit(limit) if limit is not None else cursor)
+
+        documents = self._once_more("query", find)
         return [
             listing for document in documents if (listing := self._decode(document)) is not None
         ]
