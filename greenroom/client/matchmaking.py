@@ -21,7 +21,8 @@ from .errors import (
     MatchMakeError,
     ProtocolError,
 )
-from .room import Room, _remaining
+from .reader import _remaining
+from .room import Room
 from .wire import (
     RawStateDecoder,
     SeatReservation,

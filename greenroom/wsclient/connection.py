@@ -1,10 +1,8 @@
-"""A small RFC 6455 WebSocket client on gevent sockets.
+"""An open client WebSocket: frames out and in, control frames, the closing handshake.
 
-greenroom's Python client (``greenroom.client``) needs thousands of cheap connections in one
-process and byte-level control for negative tests (raw frames, fragments, unmasked frames, odd
-close codes). The ``websockets`` package is asyncio-based and its sync client uses a thread per
-connection, so this module keeps the protocol itself small and gevent-native: one socket, one
-receive buffer, a write lock, no greenlet of its own.
+Thousands of these share one process and tests drive them byte by byte, so the connection is
+small and gevent-native (one socket, one receive buffer, a write lock, no greenlet of its own)
+and knows nothing of the HTTP upgrade that opened it (handshake.py).
 
 Reading is pull-based: :meth:`WebSocket.recv` returns the next data message and answers control
 frames on the way (ping → pong, close → close). Frames are parsed from an internal buffer, so a
@@ -14,97 +12,30 @@ Only one greenlet may read at a time; any number may send.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import struct
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
 
 import gevent
 import gevent.event
 import gevent.lock
-import gevent.socket
 
-try:  # C unmasking: ~100x faster than a Python loop (docs/architecture.md, "gevent-websocket").
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover - websockets is a hard dependency; keep working without it.
+from .errors import ConnectionClosed, PayloadTooBig, WebSocketTimeout
+from .frames import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONTINUATION,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    _close_payload,
+    _frame_header,
+    apply_mask,
+)
 
-    def apply_mask(data: bytes, mask: bytes) -> bytes:
-        n = len(data)
-        if not n:
-            return b""
-        key = (mask * (n // 4 + 1))[:n]
-        return (int.from_bytes(data, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
-
-
-__all__ = [
-    "WebSocket",
-    "connect",
-    "open_socket",
-    "WebSocketError",
-    "HandshakeError",
-    "ConnectionClosed",
-    "PayloadTooBig",
-    "WebSocketTimeout",
-    "OP_CONTINUATION",
-    "OP_TEXT",
-    "OP_BINARY",
-    "OP_CLOSE",
-    "OP_PING",
-    "OP_PONG",
-]
-
-OP_CONTINUATION = 0x0
-OP_TEXT = 0x1
-OP_BINARY = 0x2
-OP_CLOSE = 0x8
-OP_PING = 0x9
-OP_PONG = 0xA
-
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: Large enough for any state frame we expect, small enough that a bogus 2^62 header is refused.
 DEFAULT_MAX_SIZE = 16 * 1024 * 1024
-_MAX_HANDSHAKE = 64 * 1024
 _RECV_CHUNK = 65536
-# Codes that must never be sent in a close frame (RFC 6455 §7.4.1): they only describe
-# "no code" / "no close frame" / "TLS failure" locally.
-_UNSENDABLE = frozenset((1005, 1006, 1015))
-
-
-class WebSocketError(Exception):
-    """Anything that went wrong on a WebSocket connection."""
-
-
-class HandshakeError(WebSocketError):
-    """The server did not upgrade the connection; ``status`` is its HTTP status (0 if none)."""
-
-    def __init__(self, message: str, status: int = 0, body: bytes = b"") -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = body
-
-
-class WebSocketTimeout(WebSocketError, TimeoutError):
-    """A bounded wait on the connection ran out; the message names what was awaited."""
-
-
-class ConnectionClosed(WebSocketError):
-    """The connection is closed; ``code``/``reason`` come from the peer's close frame.
-
-    1006 means the TCP connection ended without a close frame; 1005 means the close frame
-    carried no code. ``received`` tells whether a close frame arrived at all.
-    """
-
-    def __init__(self, code: int, reason: str = "", received: bool = False) -> None:
-        super().__init__(f"WebSocket closed with code {code}" + (f": {reason}" if reason else ""))
-        self.code = code
-        self.reason = reason
-        self.received = received
-
-
-class PayloadTooBig(ConnectionClosed):
-    """A message exceeded ``max_size``; we closed the connection with 1009."""
 
 
 class _ProtocolViolation(Exception):
@@ -130,156 +61,6 @@ _NO_TIMER = _NoTimer()
 
 def _timer(timeout: float | None) -> Any:
     return _NO_TIMER if timeout is None else gevent.Timeout.start_new(timeout)
-
-
-def open_socket(host: str, port: int, timeout: float | None, secure: bool = False,
-                ssl_context: Any = None) -> gevent.socket.socket:
-    """Connect a gevent TCP socket (TLS-wrapped when ``secure``).
-
-    Uses gevent's socket and ssl modules explicitly so the client cooperates with other
-    greenlets even where ``monkey.patch_all()`` was not applied. A given ``ssl_context`` must
-    come from ``gevent.ssl`` (the stdlib one is that very class after monkey patching).
-    """
-    sock = gevent.socket.create_connection((host, port), timeout=timeout)
-    try:
-        sock.setsockopt(gevent.socket.IPPROTO_TCP, gevent.socket.TCP_NODELAY, 1)
-        if secure:
-            # Imported late: importing ssl before monkey.patch_all() makes gevent warn (D6).
-            from gevent import ssl as gevent_ssl
-
-            context = ssl_context or gevent_ssl.create_default_context()
-            sock = context.wrap_socket(sock, server_hostname=host)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def connect(url: str, *, timeout: float | None = 10.0, headers: dict[str, str] | None = None,
-            max_size: int | None = DEFAULT_MAX_SIZE, ssl_context: Any = None) -> WebSocket:
-    """Open a WebSocket to ``ws://`` or ``wss://`` ``url`` and return it once upgraded.
-
-    ``timeout`` bounds TCP connect plus the HTTP upgrade; it does not apply to later reads.
-    """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("ws", "wss"):
-        raise ValueError(f"not a WebSocket URL (ws:// or wss://): {url!r}")
-    secure = scheme == "wss"
-    host = parts.hostname
-    if not host:
-        raise ValueError(f"WebSocket URL has no host: {url!r}")
-    port = parts.port or (443 if secure else 80)
-    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    host_header = f"[{host}]" if ":" in host else host
-    if parts.port is not None:
-        host_header += f":{port}"
-
-    key = base64.b64encode(os.urandom(16))
-    lines = [
-        f"GET {resource} HTTP/1.1",
-        f"Host: {host_header}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key.decode()}",
-        "Sec-WebSocket-Version: 13",
-    ]
-    for name, value in (headers or {}).items():
-        lines.append(f"{name}: {value}")
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-    timer = _timer(timeout)
-    sock = None
-    try:
-        sock = open_socket(host, port, None, secure, ssl_context)
-        sock.sendall(request)
-        head, rest = _read_http_head(sock, url)
-        status, reason, response_headers = _parse_http_head(head, url)
-        if status != 101:
-            body = _read_error_body(sock, rest, response_headers)
-            raise HandshakeError(
-                f"WebSocket upgrade of {url} refused: HTTP {status} {reason}"
-                + (f": {body[:200].decode('utf-8', 'replace')}" if body else ""),
-                status, body)
-        expected = base64.b64encode(hashlib.sha1(key + _GUID).digest()).decode()
-        if response_headers.get("upgrade", "").lower() != "websocket":
-            raise HandshakeError(f"WebSocket upgrade of {url}: 101 without 'Upgrade: websocket'", status)
-        if response_headers.get("sec-websocket-accept") != expected:
-            raise HandshakeError(f"WebSocket upgrade of {url}: wrong Sec-WebSocket-Accept", status)
-        ws = WebSocket(sock, rest, max_size=max_size, url=url, headers=response_headers)
-        sock = None  # owned by ws now
-        return ws
-    except gevent.Timeout as exc:
-        if exc is not timer:
-            raise
-        raise WebSocketTimeout(f"timed out after {timeout} s connecting WebSocket {url}") from None
-    finally:
-        timer.close()
-        if sock is not None:
-            sock.close()
-
-
-def _read_http_head(sock: Any, url: str) -> tuple[bytes, bytes]:
-    data = b""
-    while True:
-        end = data.find(b"\r\n\r\n")
-        if end >= 0:
-            return data[:end], data[end + 4:]
-        if len(data) > _MAX_HANDSHAKE:
-            raise HandshakeError(f"WebSocket upgrade of {url}: response headers over {_MAX_HANDSHAKE} bytes")
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise HandshakeError(f"WebSocket upgrade of {url}: connection closed during the handshake")
-        data += chunk
-
-
-def _parse_http_head(head: bytes, url: str) -> tuple[int, str, dict[str, str]]:
-    lines = head.decode("latin-1").split("\r\n")
-    try:
-        _version, status, *reason = lines[0].split(" ", 2)
-        code = int(status)
-    except ValueError:
-        raise HandshakeError(f"WebSocket upgrade of {url}: bad status line {lines[0]!r}") from None
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    return code, reason[0] if reason else "", headers
-
-
-def _read_error_body(sock: Any, rest: bytes, headers: dict[str, str]) -> bytes:
-    """Best effort: the body explains a refusal, but never wait long for it."""
-    try:
-        length = min(int(headers.get("content-length", "0")), 4096)
-    except ValueError:
-        length = 0
-    with gevent.Timeout(1.0, False):
-        while len(rest) < length:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            rest += chunk
-    return rest[:length] if length else rest
-
-
-def _frame_header(opcode: int, length: int, fin: bool, rsv: int, masked: bool) -> bytes:
-    b0 = (0x80 if fin else 0) | ((rsv & 7) << 4) | (opcode & 0x0F)
-    mbit = 0x80 if masked else 0
-    if length < 126:
-        return struct.pack("!BB", b0, mbit | length)
-    if length < 0x10000:
-        return struct.pack("!BBH", b0, mbit | 126, length)
-    return struct.pack("!BBQ", b0, mbit | 127, length)
-
-
-def _close_payload(code: int | None, reason: str) -> bytes:
-    if code is None or code in _UNSENDABLE:
-        return b""
-    data = struct.pack("!H", code) + reason.encode("utf-8")
-    if len(data) > 125:
-        raise ValueError("close reason longer than 123 bytes")
-    return data
 
 
 class WebSocket:
