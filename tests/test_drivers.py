@@ -345,6 +345,25 @@ def test_mongo_uses_its_own_connection_alias(mongo_driver, mongo_server):
 
 
 # -- outages -----------------------------------------------------------------------------
+def test_during_a_mongo_outage_calls_fail_at_once_after_the_first_timed_out(mongo_server,
+                                                                             mongo_driver):
+    """One server-selection timeout, then the same error at once (the joins queued behind the
+    creation lock each waited that timeout); asked again after the cooldown."""
+    mongo_driver.register(listing("r1"))
+    mongo_server.stop()
+    try:
+        with pytest.raises(DriverUnavailable) as first:
+            mongo_driver.query("chat")
+        assert "asked again in" not in str(first.value)  # this one waited for a server
+        for _ in range(20):
+            with pytest.raises(DriverUnavailable, match=r"\(asked again in [01]\.\d s\)"):
+                mongo_driver.register(listing("r2"))
+    finally:
+        mongo_server.start()
+    wait_until(lambda: _answers(mongo_driver), timeout=15)
+    assert ids(mongo_driver.query("chat")) == ["r1"]
+
+
 def test_mongo_outage_raises_then_recovers(mongo_server, mongo_driver):
     mongo_driver.register(listing("r1"))
     mongo_server.stop()

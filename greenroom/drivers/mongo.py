@@ -124,10 +124,20 @@ class MongoDriver(Driver):
         *,
         server_selection_timeout: float = 3.0,
         socket_timeout: float = 10.0,
+        outage_cooldown: float = 1.0,
     ) -> None:
         """``server_selection_timeout`` bounds how long a call waits for an unreachable server
-        before raising DriverUnavailable (pymongo's default of 30 s would hang joins)."""
+        before raising DriverUnavailable (pymongo's default of 30 s would hang joins).
+
+        For ``outage_cooldown`` seconds after a call found no server, calls fail at once with
+        the same error instead of each waiting that timeout again: the joins queued behind the
+        creation lock during an outage got their 503 one server-selection timeout after the
+        other (a queue of seconds, then the "busy" 503), and now get it in milliseconds.
+        """
         self.uri = uri
+        self._cooldown = outage_cooldown
+        self._down_until = 0.0  # monotonic; before it, calls fail fast
+        self._down_reason = ""
         self.safe_url = redact_url(uri)
         self._options = {
             "serverSelectionTimeoutMS": int(server_selection_timeout * 1000),
@@ -165,10 +175,18 @@ class MongoDriver(Driver):
 
     @contextmanager
     def _available(self, what: str) -> Iterator[None]:
+        remaining = self._down_until - time.monotonic()
+        if remaining > 0:
+            record.active.backend_error("driver")
+            raise DriverUnavailable(f"MongoDB at {self.safe_url} unavailable ({what}): "
+                                    f"{self._down_reason} (asked again in {remaining:.1f} s)")
         try:
             yield
         except ConnectionFailure as exc:
             record.active.backend_error("driver")
+            if isinstance(exc, ServerSelectionTimeoutError):
+                self._down_until = time.monotonic() + self._cooldown
+                self._down_reason = str(exc).split(", Timeout:")[0]
             raise DriverUnavailable(
                 f"MongoDB at {self.safe_url} unavailable ({what}): {exc}"
             ) from exc
