@@ -2,8 +2,10 @@
 of execution").
 
 Every event a room handles (joins, leaves, messages, timers, patch ticks) goes through its inbox
-and runs in the inbox's single greenlet, in arrival order. A handler may block; the room waits,
-other rooms run on. Room code therefore needs no locks.
+and runs in the inbox's single greenlet, in arrival order (a patch tick, ``post_first``, goes
+ahead of what is queued). A handler may block; the room waits, other rooms run on. Room code
+therefore needs no locks. A backlog is run in slices of ``SLICE`` seconds with the hub's turn
+between them, so that no room's queue holds up the process's timers and sockets.
 
 This is the one seam between greenroom and the mechanism: everything else posts events with
 ``post`` or runs a function with ``call``, and never touches the greenlet or the queue. Once the
