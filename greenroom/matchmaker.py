@@ -4,24 +4,23 @@
 The owner of a room decides whether a seat is free (``RoomEngine.reserve_seat`` claims it
 without yielding); the driver's listings are only a catalogue to search. Room creation per name
 and filter is serialised, across processes by a renewed lock, so simultaneous joinOrCreate calls
-fill one room before opening the next.
+fill one room before opening the next (greenroom/creation_lock.py). Seats in rooms of other
+processes, and rooms created in them, go through calls to those processes
+(greenroom/matchmaking_rpc.py).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from functools import wraps
 from typing import Any, TypeVar
-
-from gevent.lock import Semaphore
 
 from . import singleton
 from .auth import authenticate_request, check_auth_hooks
 from .capacity import ProcessCapacity, ProcessFull
+from .creation_lock import CreationLocking
 from .definitions import RoomDefinition, SeatReservation
 from .drivers.base import Driver, DriverUnavailable
 from .drivers.listing import RoomListing
@@ -32,8 +31,8 @@ from .hosting import RoomHosting
 from .ids import generate_id
 from .listings import ListingWriter
 from .lobby_channel import LobbyPublisher
+from .matchmaking_rpc import MatchmakingRPC, _given
 from .presence import PresenceUnavailable
-from .presence.rpc import RemoteCallFailed, RemoteCallTimeout, RemoteProcessGone
 from .protocol.codes import CloseCode, ErrorCode
 from .room import Room
 
@@ -59,12 +58,7 @@ def _backends_required(method: F) -> F:
 _MAX_JOIN_ATTEMPTS = 16
 
 
-class MatchMaker(RoomHosting, GroupSeating):
-    #: Seconds the cross-process creation lock lives without renewal (a crashed holder blocks
-    #: creation of that name for this long at most); renewed every third of it while held.
-    creation_lock_ttl: float = 10.0
-    #: Seconds a joinOrCreate waits for the creation lock before answering 503.
-    creation_lock_wait: float = 15.0
+class MatchMaker(RoomHosting, GroupSeating, CreationLocking, MatchmakingRPC):
     #: After the shutdown deadline, seconds rooms get to run their last on_leave/on_dispose.
     shutdown_grace: float = 2.0
     placement: Any = None  # greenroom.placement: where new rooms go (set by Server)
@@ -92,9 +86,7 @@ class MatchMaker(RoomHosting, GroupSeating):
         self.capacity = ProcessCapacity()
         self._accepting = True
         if rpc is not None:
-            rpc.register("reserve_seat", self._serve_reserve_seat)
-            rpc.register("reserve_reconnection", self._serve_reserve_reconnection)
-            rpc.register("create_and_reserve", self._serve_create_and_reserve)
+            self._register_matchmaking_rpc()
             self._register_group_rpc()
 
     # -- definitions ----------------------------------------------------------------------------
@@ -284,57 +276,6 @@ class MatchMaker(RoomHosting, GroupSeating):
         defaults = definition.default_options if definition else {}
         return {**defaults, **options}
 
-    @contextmanager
-    def _creation_lock(self, definition: RoomDefinition, options: Mapping[str, Any]) -> Iterator[Any]:
-        """Serialise creation per name and filters: in this process by a semaphore (no Redis
-        round trip for local contention), across processes by a renewed presence lock. Never
-        goes on without it: a lock that cannot be had in time is a 503. The wait for both
-        together is ``creation_lock_wait``: requests queued in this process behind a slow holder
-        (Redis slowed down) get their 503 too, rather than waiting until their client gives up."""
-        key = (definition.name, repr(sorted(definition.creation_filters(options).items(), key=repr)))
-        entry = self._creation_locks.get(key)
-        if entry is None:
-            entry = self._creation_locks[key] = [Semaphore(), 0]
-        entry[1] += 1  # users of this lock; the entry goes when the last one is done
-        deadline = time.monotonic() + self.creation_lock_wait
-        try:
-            if not entry[0].acquire(timeout=self.creation_lock_wait):
-                raise self._creation_busy(definition)
-            try:
-                if self.rpc is None:
-                    yield True
-                    return
-                with self.presence.lock("greenroom:create:" + "|".join(key),
-                                        ttl=self.creation_lock_ttl,
-                                        wait=max(0.0, deadline - time.monotonic())) as lease:
-                    if not lease:
-                        raise self._creation_busy(definition)
-                    yield lease
-            finally:
-                entry[0].release()
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                del self._creation_locks[key]
-
-    @contextmanager
-    def _singleton_creation(self, definition: RoomDefinition, options: Mapping[str, Any],
-                            method: str) -> Iterator[None]:
-        """Hold the creation lock (the one joinOrCreate takes) while a singleton is checked
-        for and created, so that no two requests of any process both find none."""
-        with self._creation_lock(definition, options) as lease:
-            if not lease:
-                raise ServiceUnavailable(f'lost the creation lock of "{definition.name}" '
-                                         "(Redis unreachable, or this process stalled); try again")
-            singleton.check(self.driver, definition, options, method)
-            yield
-
-    def _creation_busy(self, definition: RoomDefinition) -> ServiceUnavailable:
-        log.warning("matchmaker: creation lock for %s not acquired in %g s; answering 503",
-                    definition.name, self.creation_lock_wait)
-        return ServiceUnavailable(f'room creation for "{definition.name}" is busy (lock not '
-                                  f"acquired in {self.creation_lock_wait:g} s); try again")
-
     def _auth(self, definition: RoomDefinition, options: dict[str, Any], request: Any,
               auth: Any) -> Any:
         return auth if auth is not None else authenticate_request(
@@ -377,24 +318,6 @@ class MatchMaker(RoomHosting, GroupSeating):
             return None
         return SeatReservation(listing.name, listing.room_id, listing.process_id, session_id,
                                listing.public_address)
-
-    def _remote(self, listing: RoomListing, method: str, *args: Any) -> Any:
-        """Ask the owner of ``listing``; None when it cannot answer (it may be dead: its lease
-        will take it out of the listings)."""
-        if self.rpc is None or listing.process_id == self.process_id:
-            return None
-        try:
-            # with an id, a request delivered twice (redis-py sends a PUBLISH again when the
-            # connection drops before its reply) reserves one seat, not two
-            return self.rpc.call(listing.process_id, method, *args, timeout=self.rpc_timeout,
-                                 request_id=uuid.uuid4().hex)
-        except RemoteProcessGone as exc:
-            log.info("room %s: %s", listing.room_id, exc)
-            return None
-        except RemoteCallFailed as exc:
-            log.warning("room %s: owner %s did not answer %s: %s", listing.room_id,
-                        listing.process_id, method, exc)
-            return None
 
     def _create_and_reserve(self, definition: RoomDefinition, options: dict[str, Any],
                             auth: Any = None) -> SeatReservation:
@@ -446,63 +369,6 @@ class MatchMaker(RoomHosting, GroupSeating):
             return self.process_id
         return best.process_id
 
-    def _create_remotely(self, target: str, definition: RoomDefinition,
-                         options: dict[str, Any], auth: Any = None) -> SeatReservation | None:
-        """A seat in a room ``target`` creates; None when ``target`` certainly made none."""
-        answer = self._ask_creator(target, "create_and_reserve", definition, options, *_given(auth))
-        return SeatReservation(**answer) if answer is not None else None
-
-    def _ask_creator(self, target: str, method: str, definition: RoomDefinition, *args: Any) -> Any:
-        """Have ``target`` create a room (``method(name, *args)``); its answer, or None when
-        ``target`` certainly made none (it is gone, or it failed), so this process may create it
-        instead. When ``target`` does not answer, it may have made the room: creating another
-        would make two, so the request answers 503 (its retry finds the room, if it was made)."""
-        request_id = uuid.uuid4().hex  # a retry with the same id never makes a second room
-        for attempt in (1, 2):
-            try:
-                answer = self.rpc.call(target, method, definition.name, *args,
-                                       timeout=self.rpc_timeout, request_id=request_id)
-            except RemoteCallTimeout:
-                log.warning("matchmaker: process %s did not answer create (attempt %d)", target, attempt)
-                continue
-            except RemoteCallFailed as exc:
-                log.warning("matchmaker: process %s failed to create a %s room: %s; creating it "
-                            "here", target, definition.name, exc)
-                return None
-            if answer.get("full"):
-                log.debug("matchmaker: process %s is at its limit: %s", target, answer["error"])
-                return None
-            if "error" in answer:
-                raise MatchMakeError(answer["error"], answer["code"])
-            return answer
-        raise ServiceUnavailable(
-            f'process {target} did not answer a request to create a "{definition.name}" room '
-            f"within {2 * self.rpc_timeout:g} s; it may have created it: try again")
-
-    # -- served to other processes ------------------------------------------------------------------
-    def _serve_reserve_seat(self, room_id: str, options: dict[str, Any],
-                            auth: Any = None) -> str | None:
-        room = self.rooms.get(room_id)
-        seat = self._reserve_local(room, dict(options or {}), auth) if room is not None else None
-        return seat.session_id if seat is not None else None
-
-    def _serve_reserve_reconnection(self, room_id: str, token: str) -> str | None:
-        engine = self.engine(room_id)
-        return engine.reserve_reconnection(token) if engine is not None else None
-
-    def _serve_create_and_reserve(self, name: str, options: dict[str, Any],
-                                  auth: Any = None) -> dict[str, Any]:
-        try:
-            definition = self.definition(name)
-            options = self._options(definition, options)
-            seat = self._create_room(definition, options, seats=[options], auth=auth)[1][0]
-        except ProcessFull as exc:
-            return {"error": exc.message, "code": exc.code, "full": True}
-        except MatchMakeError as exc:
-            return {"error": exc.message, "code": exc.code}
-        return {"name": seat.name, "room_id": seat.room_id, "process_id": seat.process_id,
-                "session_id": seat.session_id, "public_address": seat.public_address}
-
     def _reserve_local(self, room: Room, options: dict[str, Any],
                        auth: Any = None, admitted: bool = False) -> SeatReservation | None:
         seats = self._reserve_local_many(room, [options], auth, admitted)
@@ -521,11 +387,6 @@ class MatchMaker(RoomHosting, GroupSeating):
         return [SeatReservation(room.room_name, room.room_id, self.process_id, session_id,
                                 self.public_address) for session_id in session_ids]
 
-
-def _given(auth: Any) -> tuple[Any, ...]:
-    """The auth argument of a call to another process, left out when there is none: a worker of
-    an older generation (during a reload) takes the call as it knows it."""
-    return () if auth is None else (auth,)
 
 
 def _wait_all(engines: list[RoomEngine], deadline: float) -> list[RoomEngine]:
