@@ -18,5 +18,10 @@ setup(
             depends=["greenroom/schema/_speedups.h"],
             optional=True,
         ),
+        Extension(  # frames.py's frame parse and reply encode for the usual frame
+            "greenroom.protocol._wire",
+            ["greenroom/protocol/_wire.c"],
+            optional=True,
+        ),
     ],
 )

@@ -24,6 +24,7 @@ from .ids import generate_id
 from .matchmaker import MatchMaker, RoomDefinition
 from .protocol.dialect import Dialect
 from .protocol.dialect import from_environment as dialect_settings
+from .protocol.native import compiled as compiled_wire
 from .room import Room
 from .schema import speedups
 from .settings import HEARTBEAT, LEASE, MAX_BODY_SIZE, ConfigurationError, env_count, env_seconds
@@ -347,6 +348,9 @@ class Server:
             log.warning("greenroom.schema._speedups is not built: state patches are encoded in "
                         "pure Python (about 7x slower); reinstall greenroom where a C compiler and "
                         "the Python headers are available")
+        if compiled_wire is None and not speedups.switched_off():
+            log.warning("greenroom.protocol._wire is not built: room messages are parsed and "
+                        "replies encoded in pure Python (about a fifth more CPU per message)")
         self._stopped.wait()
         self.shutdown(shutdown_timeout)
 

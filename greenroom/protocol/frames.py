@@ -16,6 +16,7 @@ import msgpack
 from .codes import Code
 from .dialect import Dialect
 from .msgpackr import PayloadError, unpack
+from .native import compiled
 from .primitives import decode_number, decode_string, encode_number, encode_string, is_string_prefix
 
 MessageType = str | int
@@ -83,6 +84,8 @@ def error(code: int, message: str) -> bytes:
 
 
 def room_data(message_type: MessageType, payload: Any = UNDEFINED) -> bytes:
+    """ROOM_DATA (server to client). The reference for ``_wire.room_data``, which replaces it
+    below when compiled."""
     frame = bytes([Code.ROOM_DATA]) + encode_type(message_type)
     if payload is not UNDEFINED:
         frame += pack(payload)
@@ -123,7 +126,9 @@ class ClientFrame:
 
 
 def parse_client_frame(frame: bytes) -> ClientFrame:
-    """Read one client frame; raises FrameError (bad layout) or PayloadError (bad MessagePack)."""
+    """Read one client frame; raises FrameError (bad layout) or PayloadError (bad MessagePack).
+
+    The reference for ``_wire.parse_client_frame``, which replaces it below when compiled."""
     if not frame:
         raise FrameError("empty frame")
     code = frame[0] & 0x1F  # 0.18 may set modifier bits 0x80/0x40 (docs/protocol.md, "Frames")
@@ -180,6 +185,15 @@ def _read_type(frame: bytes, pos: int) -> tuple[MessageType, int]:
     if not _is_whole(value):
         raise FrameError(f"message type {value!r} is not an integer")
     return int(value), end
+
+
+#: The Python references, whatever runs (tests compare the compiled functions with them).
+py_parse_client_frame = parse_client_frame
+py_room_data = room_data
+if compiled is not None:  # every frame and value outside the C subset still reaches these
+    compiled.configure(ClientFrame, UNDEFINED, py_parse_client_frame, py_room_data)
+    parse_client_frame = compiled.parse_client_frame  # noqa: F811
+    room_data = compiled.room_data  # noqa: F811
 
 
 __all__ = [
