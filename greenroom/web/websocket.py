@@ -49,7 +49,7 @@ from .wsframes import (
     _frame_header,
     _valid_wire_close_code,
 )
-from .wsread import Reader
+from .wsread import _PLAIN_GEVENT_SOCKET, Reader
 from .wssend import Sender
 
 __all__ = [
@@ -100,6 +100,7 @@ class WebSocket(Reader, Sender, _gws_websocket.WebSocket):
         #: time.monotonic() of the last pong received (answer to ping()).
         self.last_pong: float | None = None
         self._sock = getattr(handler, "socket", None)
+        self._direct_send = type(self._sock) is _PLAIN_GEVENT_SOCKET  # not TLS: see send_binary
         self._send_lock = Semaphore()
         self._peer_closed = False  # peer's close frame seen, or the peer is gone
         self._failed = False  # we failed the connection (protocol error): no close handshake

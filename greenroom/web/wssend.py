@@ -29,8 +29,10 @@ log = logging.getLogger("greenroom.web.wsfixes")
 
 
 class Sender:
-    """Mixed into WebSocket, which sets what these methods use: ``_sock``, ``_send_lock``,
-    ``_backlog``, ``_backlog_bytes``, ``send_timeout``, ``send_backlog``, ``closed``."""
+    """Mixed into WebSocket, which sets what these methods use: ``_sock``, ``_direct_send``
+    (``_sock`` is a plain gevent socket, whose OS socket ``send_binary`` may write to),
+    ``_send_lock``, ``_backlog``, ``_backlog_bytes``, ``send_timeout``, ``send_backlog``,
+    ``closed``."""
 
 
     def send_frame(self, message: Any, opcode: int) -> None:
@@ -54,11 +56,29 @@ class Sender:
 
     def send_binary(self, data: bytes) -> None:
         """``send(data, binary=True)`` for bytes, with none of its dispatching: every message a
-        room sends comes through here."""
+        room sends comes through here.
+
+        The usual frame goes straight to the OS socket, without the send lock and gevent's
+        ``send`` wrapper (four Python calls per reply on the echo path): when no frame is in
+        flight (lock free, no backlog), nothing can switch greenlets before a non-blocking
+        ``send`` returns, so there is nothing for the lock to keep apart. Whatever that send
+        does not finish (EAGAIN, part of the frame, an error) takes the locked path, which
+        tries again and queues, waits or reports exactly as before."""
         if self.closed:
             raise ConnectionClosed("Connection is already closed")
         n = len(data)
-        self._write((bytes((0x82, n)) if n < 126 else _frame_header(OP_BINARY, n)) + data)
+        frame: bytes | memoryview = (
+            bytes((0x82, n)) if n < 126 else _frame_header(OP_BINARY, n)) + data
+        if self._direct_send and self._backlog is None and not self._send_lock.locked():
+            try:
+                sent = self._sock._sock.send(frame)
+            except OSError:  # EAGAIN or a dead peer: the locked path retries and tells which
+                sent = 0
+            if sent == len(frame):
+                return
+            if sent:
+                frame = memoryview(frame)[sent:]
+        self._write(frame)
 
     def ping(self, payload: bytes = b"") -> None:
         """Send a ping; the pong updates ``last_pong`` while some greenlet is in receive()."""
