@@ -226,7 +226,7 @@ class RoomEngine(Membership):
         self.post(self._ack, client)
 
     def message(self, client: Client, frame: frames.ClientFrame) -> None:
-        self.post(self._message, client, frame)
+        self._inbox.post(self._message, client, frame)  # type: ignore[union-attr]  # post(), inline
 
     def closed(self, client: Client, transport: Any, code: int) -> None:
         """The socket ``transport`` of ``client`` ended with ``code``. A socket that was replaced

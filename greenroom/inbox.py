@@ -62,9 +62,13 @@ class Inbox:
         self._greenlet.name = f"room:{name}"
 
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Queue ``fn(*args)``; returns at once. Errors go to the room's error handler."""
+        """Queue ``fn(*args)``; returns at once. Errors go to the room's error handler.
+        (``_put`` written out: this runs once per client message.)"""
         if not self.closed:
-            self._put((fn, args, None))
+            self._items.append((fn, args, None))
+            if self._idle:
+                self._idle = False
+                self._hub.loop.run_callback(self._wake)
 
     def post_first(self, fn: Callable[..., Any], *args: Any) -> None:
         """Queue ``fn(*args)`` ahead of everything queued: a patch tick must not wait behind a

@@ -226,7 +226,18 @@ class Reader:
         fragment, then over the whole message, then decoded it."""
         buf, pos = self._rbuf, self._rpos
         if len(buf) - pos < 2:
-            buf, pos = self._fill(2, _EOF_HEADER)
+            if not buf and self._recv is Reader._recv_direct:
+                # Nothing buffered, the usual wait for the next message: one read without
+                # _fill's gathering (a call, a list, a join), which is for frames split
+                # across reads. Nothing is lost if the read raises: nothing was read.
+                buf = Reader._recv_direct(self, RECV_SIZE, 2)
+                if not buf:
+                    raise WebSocketError(_EOF_HEADER)
+                self._rbuf = buf
+                if len(buf) < 2:
+                    buf, pos = self._fill(2, _EOF_HEADER)
+            else:
+                buf, pos = self._fill(2, _EOF_HEADER)
         b1 = buf[pos + 1]
         length = b1 & 0x7F
         limit = self.max_message_size
