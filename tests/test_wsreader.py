@@ -188,6 +188,47 @@ def test_a_receive_interrupted_mid_frame_loses_nothing(pair):
     assert p.receive() == b"0123456789"
 
 
+def parked_reader(p: Pair) -> gevent.Greenlet:
+    """A greenlet in ``receive()`` that waits on the socket's read watcher, nothing buffered
+    (reads not spied on: the path every room connection takes)."""
+    assert p.receive() == "hello"
+    assert p.ws._recv is wsfixes.WebSocket._recv_direct
+    reader = gevent.spawn(p.ws.receive)
+    gevent.sleep(0)  # the reader runs until it parks; the assertion says whether it did
+    assert p.ws._sock._read_event.callback is not None
+    return reader
+
+
+def test_a_reader_parked_on_the_watcher_wakes_for_the_next_frame_and_leaves_it_idle(pair):
+    p = pair(frame(OP_TEXT, b"hello"))
+    reader = parked_reader(p)
+    p.peer.sendall(frame(OP_BINARY, b"next"))
+    assert reader.get(timeout=TIMEOUT) == b"next"
+    assert p.ws._sock._read_event.callback is None  # gevent's own waits may use it again
+    p.peer.sendall(frame(OP_TEXT, b"after"))
+    assert p.receive() == "after"
+
+
+def test_a_reader_parked_on_the_watcher_ends_when_another_greenlet_closes_the_socket(pair):
+    """gevent's close() throws into the greenlet the watcher's callback belongs to."""
+    p = pair(frame(OP_TEXT, b"hello"))
+    reader = parked_reader(p)
+    p.ws.handler.rfile.close()  # the makefile() reference would keep the socket open
+    p.ws.handler.socket.close()
+    assert reader.get(timeout=TIMEOUT) is None
+    assert p.ws.close_code == 1006
+
+
+def test_a_reader_parked_on_the_watcher_can_be_killed(pair):
+    p = pair(frame(OP_TEXT, b"hello"))
+    reader = parked_reader(p)
+    reader.kill(Interrupted, block=True, timeout=TIMEOUT)
+    assert isinstance(reader.exception, Interrupted)
+    assert p.ws._sock._read_event.callback is None
+    p.peer.sendall(frame(OP_TEXT, b"after"))
+    assert p.receive() == "after"
+
+
 def test_eof_in_the_middle_of_a_frame_ends_with_1006(pair):
     p = direct(pair)
     p.peer.sendall(frame(OP_BINARY, b"0123456789")[:9])

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent.socket
+from gevent import getcurrent
 from geventwebsocket.exceptions import ProtocolError, WebSocketError
 from geventwebsocket.websocket import Header
 
@@ -201,7 +202,16 @@ class Reader:
                 if event is None:  # closed: the read below raises EBADF
                     pass
                 elif sock.timeout is None and event.callback is None:
-                    sock.hub.wait(event)  # what _wait does, minus its dummy Timeout per read
+                    # What hub.wait(event) does, minus its Waiter (and _wait's dummy Timeout per
+                    # read): 1.4 us less per wake-up, measured. The watcher's callback is this
+                    # greenlet's switch, so a close from another greenlet (gevent's cancel_wait
+                    # throws into the callback's __self__), a kill or a timeout still raise here;
+                    # a stray switch only costs a read that finds nothing and waits again.
+                    event.start(getcurrent().switch)
+                    try:
+                        sock.hub.switch()
+                    finally:
+                        event.stop()
                 else:
                     sock._wait(event)
             try:
