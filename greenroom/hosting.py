@@ -47,6 +47,7 @@ class RoomHosting:
     definitions: dict[str, RoomDefinition]
     lobby: LobbyPublisher | None
     _listings: dict[str, ListingWriter]
+    _removals: set[str]
     capacity: ProcessCapacity
 
     if TYPE_CHECKING:
@@ -67,8 +68,10 @@ class RoomHosting:
             writer.close()
         try:
             self.driver.remove(room_id)
-        except Exception as exc:  # noqa: BLE001 - the listing's lease runs out by itself
-            log.warning("room %s: removing its listing failed: %s", room_id, exc)
+        except Exception as exc:  # noqa: BLE001 - removed at a later heartbeat
+            self._removals.add(room_id)
+            log.warning("room %s: removing its listing failed (removed at the next heartbeat "
+                        "that can): %s", room_id, exc)
         if writer is not None and writer.on_written is not None and self.lobby is not None:
             self.lobby.removed(room_id)
         log.info("room %s (%s) disposed", room_id, engine.name)
@@ -108,6 +111,20 @@ class RoomHosting:
             if self.lease is not None:
                 writer.listing.lease_expires_at = time.time() + self.lease
             writer.relist()
+
+    def retry_removals(self) -> None:
+        """Remove the listings of disposed rooms whose removal failed (an outage, or a register
+        whose reply was lost after it was stored). Their lease would not run out by itself: the
+        heartbeat renews every listing of this process, so each would be a room that matchmaking
+        offers and nobody hosts, for as long as the process lives."""
+        for room_id in list(self._removals):
+            try:
+                self.driver.remove(room_id)
+            except Exception as exc:  # noqa: BLE001 - the next heartbeat tries again
+                log.warning("room %s: removing its listing failed again: %s", room_id, exc)
+                return
+            self._removals.discard(room_id)
+            log.info("room %s: its listing is removed", room_id)
 
     def resync_stale_listings(self) -> None:
         """Write again, whole, the listings whose last write failed (a backend outage that kept

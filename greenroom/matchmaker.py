@@ -79,6 +79,7 @@ class MatchMaker(RoomHosting, GroupSeating, CreationLocking, MatchmakingRPC):
         self.definitions: dict[str, RoomDefinition] = {}
         self.rooms: dict[str, Room] = {}
         self._listings: dict[str, ListingWriter] = {}
+        self._removals: set[str] = set()  # disposed rooms whose listing is still to remove
         #: Publishes the listings of realtime-listed rooms to the LobbyRooms of the deployment.
         self.lobby = LobbyPublisher(presence) if presence is not None else None
         self._creation_locks: dict[tuple[str, str], list[Any]] = {}

@@ -253,8 +253,9 @@ class Server:
         return len(rooms), sum(len(room.clients) for room in rooms)
 
     def _listings_renewed(self, renewed: int) -> None:
-        """After each heartbeat: list again the rooms a backend outage lost, or whose last
-        listing write it made fail."""
+        """After each heartbeat: remove the listings of disposed rooms a backend outage kept,
+        list again the rooms it lost, or whose last listing write it made fail."""
+        self.matchmaker.retry_removals()
         held = len(self.matchmaker.rooms)
         if renewed < held:
             log.info("process %s: %d of %d listings were missing; listing them again",

@@ -139,3 +139,37 @@ def test_a_listing_update_lost_in_a_mongo_outage_is_written_after_it(serve_proce
         driver.close()
     staying.send("echo", "still here")
     assert staying.wait_for_message("echo") == "still here"
+
+
+def test_a_listing_whose_removal_failed_in_a_mongo_outage_is_removed_after_it(
+        serve_process, redis_server, mongo_server, restart_after):
+    """A room disposed while MongoDB is down keeps its stored listing, and the heartbeat renews
+    every listing of its process: without a later removal it stayed a room that matchmaking
+    offered and nobody hosted (the storm with a MongoDB restart found one)."""
+    redis.Redis.from_url(redis_server.url).flushall()
+    proc, port = serve_process(APP, "--redis-url", redis_server.url, "--mongo-uri", mongo_server.uri)
+    room = Client(f"ws://127.0.0.1:{port}").join_or_create("capped")
+    driver = driver_from_url(mongo_server.uri)
+    try:
+        with gevent.Timeout(10, AssertionError("the room was never listed")):
+            while driver.get(room.room_id) is None:
+                gevent.sleep(0.1)
+        restart_after(mongo_server)
+        mongo_server.stop()
+        room.leave()  # the last client: the room is disposed, its listing's removal fails
+        with gevent.Timeout(20, AssertionError("the removal did not fail")):
+            for line in proc.stderr:  # the server's log, read from here on
+                if f"room {room.room_id}: removing its listing failed" in line:
+                    break
+        mongo_server.start()
+        stored = {"roomId": room.room_id}  # the document itself, whatever its lease says
+        with gevent.Timeout(10, AssertionError("the disposed room is still listed")):
+            while True:
+                try:
+                    if driver.collection.find_one(stored) is None:
+                        break
+                except Exception:  # noqa: BLE001 - the driver reconnects
+                    pass
+                gevent.sleep(0.1)
+    finally:
+        driver.close()
