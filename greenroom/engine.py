@@ -67,6 +67,11 @@ class ConnectionSettings:
     max_messages_per_second: float | None = None
 
 
+#: Listing fields compared by value in sync_listing (metadata may be the room's own dict,
+#: changed in place: always written).
+_SCALAR_FIELDS = frozenset({"clients", "locked", "private"})
+
+
 class RoomEngine(Membership):
     def __init__(self, room: Any) -> None:
         self.room = room
@@ -263,7 +268,14 @@ class RoomEngine(Membership):
         self.sync_listing(private=private)
 
     def sync_listing(self, **changes: Any) -> None:
+        """Change the listing here and in the store. A change of seat count, lock or privacy
+        that changes nothing is not written: a join takes the seat its reservation already
+        counted, and writing that count again cost every join one more listing write (and
+        lobbies a ``+`` for nothing; Colyseus writes the count at the reservation only)."""
         if self.listing is not None:
+            if all(key in _SCALAR_FIELDS and getattr(self.listing, key) == value
+                   for key, value in changes.items()):
+                return
             for key, value in changes.items():
                 setattr(self.listing, key, value)
         if self._host is not None and self.phase in (Phase.RUNNING, Phase.CLOSING):

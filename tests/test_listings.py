@@ -7,7 +7,10 @@ import pytest
 from gevent.event import Event
 
 from greenroom import MatchMakeError, Room, Server, ServiceUnavailable
+from greenroom.client import Client
 from greenroom.drivers import DriverUnavailable, LocalDriver
+
+from servers import wait_until
 
 
 class Ticking(Room):
@@ -119,6 +122,44 @@ def test_listing_writes_land_in_order(driver):
     gated.gate.set()
     gevent.joinall([first, second], raise_error=True, timeout=10)
     assert driver.get(listing.room_id).clients == 2
+
+
+class Recording:
+    """Wraps a real driver and records the changes of every ``update``."""
+
+    def __init__(self, driver):
+        self.driver = driver
+        self.updates = []
+
+    def __getattr__(self, name):
+        return getattr(self.driver, name)
+
+    def update(self, room_id, **changes):
+        self.updates.append(changes)
+        return self.driver.update(room_id, **changes)
+
+
+def test_a_join_writes_the_seat_count_once_at_its_reservation(driver):
+    """The join takes the seat its reservation counted: writing the same count again cost each
+    join one more listing write (a third of the Redis commands of a join and leave)."""
+    class Capped(Room):
+        max_clients = 4
+
+    recording = Recording(driver)
+    server = Server(driver=recording)
+    server.define("c", Capped)
+    port = server.listen("127.0.0.1", 0).server_port
+    try:
+        client = Client(f"ws://127.0.0.1:{port}")
+        rooms = [client.join_or_create("c") for _ in range(3)]
+        assert len({room.room_id for room in rooms}) == 1
+        counts = [changes["clients"] for changes in recording.updates if "clients" in changes]
+        assert counts == [1, 2, 3], recording.updates  # each seat once, not again at its join
+        assert driver.get(rooms[0].room_id).clients == 3
+        rooms[2].leave()
+        wait_until(lambda: driver.get(rooms[0].room_id).clients == 2, 5)
+    finally:
+        server.shutdown()
 
 
 def test_a_room_disposed_while_it_is_listed_again_stays_unlisted(driver):
