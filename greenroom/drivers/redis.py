@@ -124,9 +124,31 @@ _UPDATE = (
 local id = ARGV[3]
 local key = P .. 'listing:' .. id
 if redis.call('EXISTS', key) == 0 then return 0 end
-unindex(id, key)
-redis.call('HSET', key, unpack(ARGV, 4))
-index(id, key)
+-- A seat count, lock or metadata change (nearly every update) moves the listing in or out of
+-- its name's availability index only; the other indexes are keyed on what it keeps for life.
+local keyed, lease = false, false
+for i = 4, #ARGV, 2 do
+  local field = ARGV[i]
+  if field == 'name' or field == 'process_id' or field == 'created_at' then keyed = true end
+  if field == 'lease_expires_at' then lease = true end
+end
+if keyed then
+  unindex(id, key)
+  redis.call('HSET', key, unpack(ARGV, 4))
+  index(id, key)
+  return 1
+end
+redis.call('HSET', key, unpack(ARGV, 4))  -- HSET keeps the key's expiry
+local name = jget(key, 'name')
+if name then
+  if available(key) then
+    local created = tonumber(redis.call('HGET', key, 'created_at')) or 0
+    redis.call('ZADD', P .. 'avail:' .. name, created, id)
+  else
+    redis.call('ZREM', P .. 'avail:' .. name, id)
+  end
+end
+if lease then set_expiry(key) end
 return 1
 """
 )
