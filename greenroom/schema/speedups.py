@@ -9,14 +9,11 @@ None then, and also when the extension was not built.
 
 from __future__ import annotations
 
-import os
 from types import ModuleType
 
+from ..protocol.native import switched_off  # one switch for both extensions
 
-def switched_off() -> bool:
-    """Did the environment ask for the Python reference (``GREENROOM_PURE_PYTHON=1``)?"""
-    return os.environ.get("GREENROOM_PURE_PYTHON", "").strip() not in ("", "0")
-
+__all__ = ["compiled", "implementation", "switched_off"]
 
 compiled: ModuleType | None
 if switched_off():
