@@ -17,7 +17,7 @@ from typing import Any
 
 from .loadtest import cli as loadtest
 from .protocol.dialect import from_environment as dialect_settings
-from .settings import ConfigurationError, check_environment
+from .settings import ConfigurationError, check_environment, positive_whole_number
 
 log = logging.getLogger("greenroom.cli")
 
@@ -52,15 +52,12 @@ def parse_workers(value: str) -> int:
 
 
 def parse_limit(value: str) -> int:
-    """A positive whole number (``--max-rooms``, ``--max-clients``)."""
+    """A positive whole number (``--max-rooms``, ``--max-clients``), as their variables take."""
     try:
-        number = int(value)
+        return positive_whole_number(value)
     except ValueError:
-        number = 0
-    if number < 1:
         raise argparse.ArgumentTypeError(f"{value!r}: expected a positive whole number "
-                                         "(unset: no limit)")
-    return number
+                                         "(unset: no limit)") from None
 
 
 def _env(*names: str, default: str | None = None) -> str | None:

@@ -53,14 +53,20 @@ def env_limit(name: str) -> int | None:
     return _whole_number(name, raw, "unset: no limit") if raw else None
 
 
+def positive_whole_number(raw: str) -> int:
+    """``raw`` as a whole number of at least 1; ValueError otherwise (the caller names it)."""
+    value = int(raw)
+    if value < 1:
+        raise ValueError(f"{value} is not positive")
+    return value
+
+
 def _whole_number(name: str, raw: str, when_unset: str) -> int:
     try:
-        value = int(raw)
+        return positive_whole_number(raw)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigurationError(f"{name}={raw!r}: expected a positive whole number ({when_unset})")
-    return value
+        raise ConfigurationError(f"{name}={raw!r}: expected a positive whole number "
+                                 f"({when_unset})") from None
 
 
 def check_lease(heartbeat: float, lease: float) -> None:
