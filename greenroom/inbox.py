@@ -63,7 +63,7 @@ class Inbox:
 
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
         """Queue ``fn(*args)``; returns at once. Errors go to the room's error handler.
-        (``_put`` written out: this runs once per client message.)"""
+        (``_put`` and ``_wake_if_idle`` written out: this runs once per client message.)"""
         if not self.closed:
             self._items.append((fn, args, None))
             if self._idle:
@@ -75,9 +75,7 @@ class Inbox:
         backlog of messages (their effect is in the next patch, as if they came a tick later)."""
         if not self.closed:
             self._items.appendleft((fn, args, None))
-            if self._idle:
-                self._idle = False
-                self._hub.loop.run_callback(self._wake)
+            self._wake_if_idle()
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` in the room's line of execution and return its result (or raise)."""
@@ -91,6 +89,9 @@ class Inbox:
 
     def _put(self, item: tuple[Any, tuple[Any, ...], AsyncResult | None]) -> None:
         self._items.append(item)
+        self._wake_if_idle()
+
+    def _wake_if_idle(self) -> None:
         if self._idle:
             self._idle = False  # one wake-up, however many events come before it runs
             self._hub.loop.run_callback(self._wake)
