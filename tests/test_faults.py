@@ -26,18 +26,33 @@ def matchmake_status(port):
     return response.status, json.loads(response.read())
 
 
+def once_answered(predicate, timeout, failure):
+    """Poll ``predicate`` while a restarted backend comes back (its errors mean "not yet")
+    until it holds; ``failure`` (the AssertionError's message) after ``timeout`` seconds."""
+    with gevent.Timeout(timeout, AssertionError(failure)):
+        while True:
+            try:
+                if predicate():
+                    return
+            except Exception:  # noqa: BLE001 - the backend is still coming back
+                pass
+            gevent.sleep(0.1)
+
+
+def wait_for_log_line(proc, texts, timeout, failure):
+    """Read the server's log from here on until a line holds each of ``texts``."""
+    with gevent.Timeout(timeout, AssertionError(failure)):
+        for line in proc.stderr:
+            if all(text in line for text in texts):
+                return
+
+
 def wait_until_listed(url, room_id, deadline=20.0):
     """The process lists its rooms again by itself once the backend is back (bounded wait)."""
     driver = driver_from_url(url)
     try:
-        with gevent.Timeout(deadline, AssertionError(f"room {room_id} was not listed again")):
-            while True:
-                try:
-                    if driver.get(room_id) is not None:
-                        return
-                except Exception:  # noqa: BLE001 - the backend is still coming back
-                    pass
-                gevent.sleep(0.1)
+        once_answered(lambda: driver.get(room_id) is not None, deadline,
+                      f"room {room_id} was not listed again")
     finally:
         driver.close()
 
@@ -122,19 +137,11 @@ def test_a_listing_update_lost_in_a_mongo_outage_is_written_after_it(serve_proce
         restart_after(mongo_server)
         mongo_server.stop()
         leaving.leave()  # the listing update (clients 1) fails: MongoDB is down
-        with gevent.Timeout(20, AssertionError("the listing update did not fail")):
-            for line in proc.stderr:  # the server's log, read from here on
-                if "listing update" in line and "failed" in line:
-                    break
+        wait_for_log_line(proc, ("listing update", "failed"), 20,
+                          "the listing update did not fail")
         mongo_server.start()
-        with gevent.Timeout(10, AssertionError("the listing still counts the client who left")):
-            while True:
-                try:
-                    if driver.get(staying.room_id).clients == 1:
-                        break
-                except Exception:  # noqa: BLE001 - the driver reconnects
-                    pass
-                gevent.sleep(0.1)
+        once_answered(lambda: driver.get(staying.room_id).clients == 1, 10,
+                      "the listing still counts the client who left")
     finally:
         driver.close()
     staying.send("echo", "still here")
@@ -157,19 +164,11 @@ def test_a_listing_whose_removal_failed_in_a_mongo_outage_is_removed_after_it(
         restart_after(mongo_server)
         mongo_server.stop()
         room.leave()  # the last client: the room is disposed, its listing's removal fails
-        with gevent.Timeout(20, AssertionError("the removal did not fail")):
-            for line in proc.stderr:  # the server's log, read from here on
-                if f"room {room.room_id}: removing its listing failed" in line:
-                    break
+        wait_for_log_line(proc, (f"room {room.room_id}: removing its listing failed",), 20,
+                          "the removal did not fail")
         mongo_server.start()
         stored = {"roomId": room.room_id}  # the document itself, whatever its lease says
-        with gevent.Timeout(10, AssertionError("the disposed room is still listed")):
-            while True:
-                try:
-                    if driver.collection.find_one(stored) is None:
-                        break
-                except Exception:  # noqa: BLE001 - the driver reconnects
-                    pass
-                gevent.sleep(0.1)
+        once_answered(lambda: driver.collection.find_one(stored) is None, 10,
+                      "the disposed room is still listed")
     finally:
         driver.close()

@@ -32,10 +32,10 @@ def inbox():
     assert errors == []
 
 
-def test_a_backlog_lets_the_hub_fire_timers_long_before_it_is_drained(inbox):
+def post_backlog(inbox):
+    """Queue BACKLOG handlers of ~1 ms each: (the indexes run so far, set when the last ran)."""
     ran = []
     drained = Event()
-    seen_by_timer = []
 
     def handler(i):
         busy()
@@ -45,6 +45,12 @@ def test_a_backlog_lets_the_hub_fire_timers_long_before_it_is_drained(inbox):
 
     for i in range(BACKLOG):
         inbox.post(handler, i)
+    return ran, drained
+
+
+def test_a_backlog_lets_the_hub_fire_timers_long_before_it_is_drained(inbox):
+    seen_by_timer = []
+    ran, drained = post_backlog(inbox)
     gevent.spawn_later(0, lambda: seen_by_timer.append(len(ran)))  # due at once: waits for the hub
     assert drained.wait(10)
     assert ran == list(range(BACKLOG))  # sliced, still in order, nothing lost
@@ -66,18 +72,8 @@ def test_post_first_runs_ahead_of_what_is_queued(inbox):
 def test_a_tick_posted_first_during_a_backlog_runs_before_the_backlog_ends(inbox):
     """The patch clock's case: its timer fires in the hub between two slices and posts the tick
     first, so it runs after the slice, not after the last queued message."""
-    ran = []
     tick_at = []
-    drained = Event()
-
-    def handler(i):
-        busy()
-        ran.append(i)
-        if i == BACKLOG - 1:
-            drained.set()
-
-    for i in range(BACKLOG):
-        inbox.post(handler, i)
+    ran, drained = post_backlog(inbox)
     gevent.spawn_later(0, inbox.post_first, lambda: tick_at.append(len(ran)))
     assert drained.wait(10)
     assert tick_at and tick_at[0] < BACKLOG // 2, tick_at
